@@ -1,0 +1,252 @@
+"""/v1: OpenAI's audio and models endpoints."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from whisper_server import audio, formats
+from whisper_server.admission import QueueFull
+from whisper_server.app import State
+from whisper_server.engine import Options
+from whisper_server.errors import APIError, bad_request
+from whisper_server.metrics import Metrics
+
+log = logging.getLogger("whisper_server")
+api = Blueprint("v1", __name__, url_prefix="/v1")
+
+CREATED = 1677610602  # whisper-1's own "created" stamp; clients only check it is an int.
+GRANULARITIES = ("segment", "word")
+
+
+def _state() -> State:
+    return current_app.extensions["whisper"]
+
+
+@api.before_request
+def _authenticate():
+    key = _state().config.api_key
+    if key is None:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if not header:
+        raise APIError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+            code="missing_api_key",
+        )
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
+        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+@dataclass(frozen=True)
+class Params:
+    model: str
+    response_format: str
+    options: Options
+    granularities: tuple[str, ...]
+    stream: bool
+
+
+def parse_params(form, task: str, multilingual: bool, model_ids) -> Params:
+    """All request validation, in one place. Raises APIError (400/404)."""
+    model = (form.get("model") or "").strip()
+    if not model:
+        raise bad_request("you must provide a model parameter", "model", "missing_required_parameter")
+    if model not in model_ids:
+        raise APIError(
+            404,
+            f"The model '{model}' does not exist. Available: {', '.join(model_ids)}.",
+            param="model",
+            code="model_not_found",
+        )
+    response_format = form.get("response_format") or "json"
+    if response_format not in formats.FORMATTERS:
+        raise bad_request(
+            f"'{response_format}' is not one of {sorted(formats.FORMATTERS)} - 'response_format'",
+            "response_format",
+        )
+    language = None
+    if task == "transcribe":
+        language = (form.get("language") or "").strip().lower() or None
+        if language is not None and language not in formats.LANGUAGES:
+            raise bad_request(
+                f"Invalid language '{language}'. Language parameter must be specified in ISO-639-1 format.",
+                "language",
+            )
+        if language not in (None, "en") and not multilingual:
+            raise bad_request(
+                f"The loaded model is English-only and cannot transcribe language '{language}'.",
+                "language",
+            )
+    raw_temperature = form.get("temperature") or "0"
+    try:
+        temperature = float(raw_temperature)
+    except ValueError:
+        temperature = -1.0
+    if not 0.0 <= temperature <= 1.0:
+        raise bad_request(f"temperature must be a number from 0 to 1, not '{raw_temperature}'", "temperature")
+    granularities = tuple(form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities"))
+    for value in granularities:
+        if value not in GRANULARITIES:
+            raise bad_request(
+                f"'{value}' is not one of {list(GRANULARITIES)} - 'timestamp_granularities'",
+                "timestamp_granularities",
+            )
+    if granularities and response_format != "verbose_json":
+        raise bad_request(
+            "response_format must be set to verbose_json to use timestamp granularities.",
+            "timestamp_granularities",
+        )
+    raw_stream = (form.get("stream") or "false").strip().lower()
+    if raw_stream not in ("true", "false", "1", "0"):
+        raise bad_request(f"stream must be true or false, not '{raw_stream}'", "stream")
+    stream = raw_stream in ("true", "1")
+    if stream and response_format not in ("json", "text"):
+        raise bad_request("stream=true works with response_format json or text.", "stream")
+    options = Options(
+        task=task,
+        language=language,
+        prompt=form.get("prompt") or None,
+        temperature=temperature,
+        word_timestamps="word" in granularities,
+    )
+    return Params(model, response_format, options, granularities, stream)
+
+
+def _upload() -> bytes:
+    if not (request.mimetype or "").startswith("multipart/form-data"):
+        raise APIError(
+            400,
+            "The request must be multipart/form-data with the audio in a 'file' field.",
+            param="file",
+            code="invalid_content_type",
+        )
+    upload = request.files.get("file")
+    if upload is None:
+        raise bad_request("you must provide a file parameter", "file", "missing_required_parameter")
+    data = upload.read()
+    limit = _state().config.max_upload_bytes
+    if len(data) > limit:
+        raise APIError(
+            413, f"Maximum content size limit ({limit / 1048576:g} MiB) exceeded.", param="file",
+            code="file_too_large",
+        )
+    return data
+
+
+def _engine():
+    state = _state()
+    if state.loaded is None:
+        raise APIError(503, "The model is still loading; try again shortly.", code="model_loading",
+                       headers={"Retry-After": "5"})
+    return state.loaded.engine
+
+
+def _transcription(task: str):
+    state = _state()
+    metrics: Metrics = current_app.extensions["whisper_metrics"]
+    engine = _engine()
+    params = parse_params(request.form, task, engine.multilingual, state.model_ids)
+    data = _upload()
+
+    stack = ExitStack()
+    try:
+        ticket = stack.enter_context(state.admission.ticket())
+    except QueueFull as full:
+        raise APIError(
+            429,
+            "The server is busy: too many requests are waiting. Retry after the time in Retry-After.",
+            code="queue_full",
+            headers={"Retry-After": str(full.retry_after)},
+        ) from None
+    stats = g.stats
+    try:
+        samples = audio.decode(data)
+        del data
+        stats["audio_s"] = audio.duration(samples)
+    except BaseException:
+        stack.close()
+        raise
+
+    outcome = {}
+
+    def run():
+        """Yields segments as the engine decodes them; leaves the Info in outcome at the end."""
+        with ticket.run():
+            began = time.monotonic()
+            segments, info = engine.transcribe(samples, params.options)
+            stats["language"] = info.language
+            yield from segments
+            stats["proc_s"] = time.monotonic() - began
+        metrics.audio_seconds.inc(info.duration)
+        if info.duration:
+            metrics.realtime_factor.observe(stats["proc_s"] / info.duration)
+        outcome["info"] = info
+
+    if params.stream:
+        response = Response(_sse(run(), outcome, stack, g.request_id), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.call_on_close(stack.close)
+        return response
+    with stack:
+        segments = list(run())
+    body, mimetype = formats.FORMATTERS[params.response_format](
+        segments, outcome["info"], params.granularities, task
+    )
+    return Response(body, mimetype=mimetype)
+
+
+def _event(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _sse(segments, outcome: dict, stack: ExitStack, request_id: str):
+    """OpenAI's transcription stream: a transcript.text.delta per segment, then transcript.text.done."""
+    texts = []
+    try:
+        for segment in segments:
+            texts.append(segment.text if texts else segment.text.lstrip())
+            yield _event({"type": "transcript.text.delta", "delta": texts[-1]})
+        text = "".join(texts).strip()
+        yield _event({"type": "transcript.text.done", "text": text, "usage": formats.usage(outcome["info"])})
+    except Exception:
+        # The headers are sent already, so a fault travels as an error event, in OpenAI's envelope.
+        log.exception("request_id=%s fault while streaming", request_id)
+        error = APIError(500, "The server had an error while processing your request.", code="server_error")
+        yield _event({"type": "error", **error.envelope})
+    finally:
+        stack.close()
+
+
+@api.post("/audio/transcriptions")
+def transcriptions():
+    return _transcription("transcribe")
+
+
+@api.post("/audio/translations")
+def translations():
+    return _transcription("translate")
+
+
+def _model_card(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "whisperlab"}
+
+
+@api.get("/models")
+def models():
+    return jsonify({"object": "list", "data": [_model_card(m) for m in _state().model_ids]})
+
+
+@api.get("/models/<path:model_id>")
+def model(model_id: str):
+    if model_id not in _state().model_ids:
+        raise APIError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
+    return jsonify(_model_card(model_id))

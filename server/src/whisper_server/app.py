@@ -1,0 +1,133 @@
+"""The application factory, the server state it carries, and the per-request hooks."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+from flask import Flask, Request, g, request
+
+from whisper_server import errors
+from whisper_server.admission import Admission
+from whisper_server.config import Config
+from whisper_server.engine import LoadedEngine
+from whisper_server.metrics import Metrics
+
+access_log = logging.getLogger("whisper_server.access")
+
+MAX_HEADER_BYTES = 64 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class InMemoryRequest(Request):
+    """Multipart file parts stay in memory: Werkzeug would spool parts over 500 KiB to /tmp.
+    The upload limit (MAX_CONTENT_LENGTH) bounds what this holds."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return io.BytesIO()
+
+
+@dataclass
+class State:
+    """What the endpoints share: the loaded engine (None until ready), counters and start time."""
+
+    config: Config
+    admission: Admission
+    started: float = field(default_factory=time.monotonic)
+    loaded: Optional[LoadedEngine] = None
+    warnings: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def set_loaded(self, loaded: LoadedEngine) -> None:
+        with self._lock:
+            self.loaded = loaded
+            self.warnings.extend(loaded.warnings)
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded is not None
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        return self.config.model_aliases + tuple(
+            name for name in (model_name(self.config.model),) if name not in self.config.model_aliases
+        )
+
+
+def model_name(model: str) -> str:
+    """The id a model is listed under: a hub name as given, a folder by its name."""
+    return model.rstrip("/").split("/")[-1] if model.startswith(("/", ".", "~")) else model
+
+
+def create_app(config: Config, loaded: Optional[LoadedEngine] = None) -> Flask:
+    app = Flask("whisper_server")
+    app.request_class = InMemoryRequest
+    # Room for the multipart envelope and form fields around a file of the full allowed size.
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes + 256 * 1024
+    app.config["WHISPER"] = config
+    admission = Admission(config.workers, config.max_queue)
+    state = State(config=config, admission=admission)
+    app.extensions["whisper"] = state
+    app.extensions["whisper_metrics"] = Metrics(admission)
+    if loaded is not None:
+        state.set_loaded(loaded)
+
+    from whisper_server.api import api
+    from whisper_server.ops import ops
+
+    app.register_blueprint(api)
+    app.register_blueprint(ops)
+    errors.register(app)
+    _register_hooks(app)
+    return app
+
+
+def _register_hooks(app: Flask) -> None:
+    metrics: Metrics = app.extensions["whisper_metrics"]
+
+    @app.before_request
+    def _start():
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.started = time.monotonic()
+        # Filled in by the transcription views, read when the response closes (after streaming).
+        g.stats = {"audio_s": None, "proc_s": None, "language": None}
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+        if header_bytes > MAX_HEADER_BYTES:
+            raise errors.APIError(
+                431, f"Request headers too large ({header_bytes} bytes; limit {MAX_HEADER_BYTES}).",
+                code="headers_too_large",
+            )
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.request_id
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        stats, started, request_id = g.stats, g.started, g.request_id
+        method, path, status = request.method, request.path, response.status_code
+
+        def _log() -> None:
+            elapsed = time.monotonic() - started
+            metrics.requests.labels(endpoint, str(status)).inc()
+            if endpoint.startswith("/v1/audio"):
+                metrics.latency.labels(endpoint).observe(elapsed)
+            audio_s, proc_s = stats["audio_s"], stats["proc_s"]
+            rtf = f"{proc_s / audio_s:.3f}" if audio_s and proc_s is not None else "-"
+            if endpoint in ("/health", "/metrics") and status < 400:
+                return  # probes would drown the request log
+            access_log.info(
+                "request_id=%s method=%s path=%s status=%s audio_s=%s proc_s=%s rtf=%s language=%s total_s=%.3f",
+                request_id, method, path, status,
+                f"{audio_s:.2f}" if audio_s is not None else "-",
+                f"{proc_s:.3f}" if proc_s is not None else "-",
+                rtf, stats["language"] or "-", elapsed,
+            )
+
+        response.call_on_close(_log)
+        return response

@@ -1,0 +1,162 @@
+"""Server configuration: one frozen dataclass, built once from CLI flags and WHISPER_* variables.
+
+A flag beats its environment variable, which beats the default. Nothing here is global: the
+result is handed to create_app() and to the engine loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_ALIAS = "whisper-1"
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the flag and its variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str
+    host: str = "0.0.0.0"
+    port: int = 8000
+    device: str = "auto"
+    compute_type: str = "auto"
+    workers: int = 1
+    max_queue: int = 8
+    max_upload_mb: float = 25.0
+    api_key_file: Optional[Path] = None
+    log_dir: Optional[Path] = None
+    model_aliases: tuple[str, ...] = (DEFAULT_ALIAS,)
+    vad: bool = True
+    beam_size: int = 5
+    batch_size: int = 0
+    cpu_threads: int = 0
+    download_root: Optional[Path] = None
+    # Read from api_key_file by load_api_key(); never part of repr, so never logged by accident.
+    api_key: Optional[str] = field(default=None, repr=False)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+# name, type, default, help. The environment variable is WHISPER_<NAME upper-cased>.
+_OPTIONS: tuple[tuple[str, type, object, str], ...] = (
+    ("model", str, None, "local CTranslate2 model folder, or a faster-whisper model name (e.g. small)"),
+    ("host", str, "0.0.0.0", "address to bind"),
+    ("port", int, 8000, "port to bind"),
+    ("device", str, "auto", "auto, cpu or cuda"),
+    ("compute_type", str, "auto", "CTranslate2 compute type; auto = float16 on cuda, int8 on cpu"),
+    ("workers", int, 1, "transcriptions run at once"),
+    ("max_queue", int, 8, "requests allowed to wait for a worker; past that, 429"),
+    ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB"),
+    ("api_key_file", Path, None, "file holding the API key; when set, requests need 'Authorization: Bearer <key>'"),
+    ("log_dir", Path, None, "folder for the rotating request log (stdout always gets it too)"),
+    ("model_alias", str, "", "comma-separated extra model names that map to the loaded model"),
+    ("beam_size", int, 5, "beam size for decoding"),
+    ("batch_size", int, 0, "batch size for faster-whisper's BatchedInferencePipeline; 0 or 1 = sequential"),
+    ("cpu_threads", int, 0, "CPU threads per worker; 0 = CTranslate2's default"),
+    ("download_root", Path, None, "where model names are downloaded (default: the Hugging Face cache)"),
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _env_name(name: str) -> str:
+    return "WHISPER_" + name.upper()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whisper-server",
+        description="OpenAI-compatible speech-to-text server (faster-whisper). "
+        "Every flag can also be set with the WHISPER_* variable named in its help.",
+    )
+    for name, kind, default, text in _OPTIONS:
+        env = _env_name(name)
+        raw = environ.get(env)
+        value = default if raw is None or raw == "" else raw
+        parser.add_argument(
+            _flag(name), dest=name, default=value, help=f"{text} [{env}; default: {default}]"
+        )
+    vad_raw = environ.get("WHISPER_VAD", "true").strip().lower()
+    if vad_raw not in _TRUE | _FALSE:
+        raise ConfigError(f"WHISPER_VAD must be true or false, not {vad_raw!r}")
+    parser.add_argument(
+        "--vad",
+        action=argparse.BooleanOptionalAction,
+        default=vad_raw in _TRUE,
+        help="voice activity detection, which suppresses hallucinations on silence [WHISPER_VAD; default: on]",
+    )
+    return parser
+
+
+def _convert(name: str, kind: type, value: object) -> object:
+    if value is None or kind is str:
+        return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{_flag(name)} / {_env_name(name)}: {value!r} is not a valid {kind.__name__}"
+        ) from None
+
+
+def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Build the Config from flags and environment. Raises ConfigError with a clear message."""
+    environ = os.environ if environ is None else environ
+    args = vars(build_parser(environ).parse_args(argv))
+    values = {name: _convert(name, kind, args[name]) for name, kind, _, _ in _OPTIONS}
+    aliases = [DEFAULT_ALIAS] + [a.strip() for a in str(values.pop("model_alias")).split(",") if a.strip()]
+    values["model_aliases"] = tuple(dict.fromkeys(aliases))
+    config = Config(vad=args["vad"], **values)
+    validate(config)
+    if config.api_key_file is not None:
+        config = _with_api_key(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    problems = []
+    if not config.model:
+        problems.append("--model / WHISPER_MODEL is required")
+    if config.device not in DEVICES:
+        problems.append(f"--device must be one of {', '.join(DEVICES)}, not {config.device!r}")
+    if not 0 < config.port < 65536:
+        problems.append(f"--port must be 1-65535, not {config.port}")
+    if config.workers < 1:
+        problems.append("--workers must be at least 1")
+    if config.max_queue < 0:
+        problems.append("--max-queue must be 0 or more")
+    if config.max_upload_mb <= 0:
+        problems.append("--max-upload-mb must be positive")
+    if config.beam_size < 1:
+        problems.append("--beam-size must be at least 1")
+    if config.batch_size < 0:
+        problems.append("--batch-size must be 0 or more")
+    if config.cpu_threads < 0:
+        problems.append("--cpu-threads must be 0 or more")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _with_api_key(config: Config) -> Config:
+    path = config.api_key_file
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"--api-key-file {path}: cannot read it ({exc.strerror})") from None
+    if not key:
+        raise ConfigError(f"--api-key-file {path} is empty")
+    return replace(config, api_key=key)

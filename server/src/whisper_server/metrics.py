@@ -1,0 +1,33 @@
+"""Prometheus metrics, on a registry of the app's own so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, admission) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "whisper_requests_total", "HTTP requests answered", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "whisper_request_duration_seconds",
+            "Wall time of transcription requests",
+            ["endpoint"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+            registry=self.registry,
+        )
+        self.audio_seconds = Counter(
+            "whisper_audio_seconds_total", "Seconds of audio transcribed", registry=self.registry
+        )
+        self.realtime_factor = Histogram(
+            "whisper_realtime_factor",
+            "Processing seconds per second of audio (lower is faster)",
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=self.registry,
+        )
+        queue = Gauge("whisper_queue_depth", "Requests waiting for a worker", registry=self.registry)
+        queue.set_function(lambda: admission.waiting)
+        running = Gauge("whisper_inflight", "Transcriptions running now", registry=self.registry)
+        running.set_function(lambda: admission.running)

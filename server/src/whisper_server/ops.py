@@ -1,0 +1,43 @@
+"""/health and /metrics: for people, probes and Prometheus. No key needed, no audio involved."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from whisper_server import __version__
+
+ops = Blueprint("ops", __name__)
+
+
+@ops.get("/health")
+def health():
+    state = current_app.extensions["whisper"]
+    loaded = state.loaded
+    body = {
+        "status": "ready" if loaded else "loading",
+        "model": state.config.model,
+        "model_ids": list(state.model_ids),
+        "device": loaded.device if loaded else None,
+        "compute_type": loaded.compute_type if loaded else None,
+        "gpu": loaded.gpu_name if loaded else None,
+        "workers": state.config.workers,
+        "queue_depth": state.admission.waiting,
+        "running": state.admission.running,
+        "uptime_s": round(time.monotonic() - state.started, 1),
+        "warnings": list(state.warnings),
+        "version": __version__,
+    }
+    response = jsonify(body)
+    if not loaded:
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+@ops.get("/metrics")
+def metrics():
+    registry = current_app.extensions["whisper_metrics"].registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
