@@ -15,7 +15,7 @@ from whisper_server import audio, formats
 from whisper_server.admission import QueueFull
 from whisper_server.app import State
 from whisper_server.engine import Options
-from whisper_server.errors import APIError, bad_request
+from whisper_server.errors import APIError, bad_request, upload_too_large
 from whisper_server.metrics import Metrics
 
 log = logging.getLogger("whisper_server")
@@ -121,24 +121,24 @@ def parse_params(form, task: str, multilingual: bool, model_ids) -> Params:
     return Params(model, response_format, options, granularities, stream)
 
 
-def _upload() -> bytes:
-    if not (request.mimetype or "").startswith("multipart/form-data"):
+def _require_multipart() -> None:
+    if request.mimetype != "multipart/form-data":
         raise APIError(
             400,
             "The request must be multipart/form-data with the audio in a 'file' field.",
             param="file",
             code="invalid_content_type",
         )
+
+
+def _upload() -> bytes:
     upload = request.files.get("file")
     if upload is None:
         raise bad_request("you must provide a file parameter", "file", "missing_required_parameter")
     data = upload.read()
-    limit = _state().config.max_upload_bytes
-    if len(data) > limit:
-        raise APIError(
-            413, f"Maximum content size limit ({limit / 1048576:g} MiB) exceeded.", param="file",
-            code="file_too_large",
-        )
+    config = _state().config
+    if len(data) > config.max_upload_bytes:
+        raise upload_too_large(config.max_upload_mb)
     return data
 
 
@@ -154,6 +154,7 @@ def _transcription(task: str):
     state = _state()
     metrics: Metrics = current_app.extensions["whisper_metrics"]
     engine = _engine()
+    _require_multipart()
     params = parse_params(request.form, task, engine.multilingual, state.model_ids)
     data = _upload()
 

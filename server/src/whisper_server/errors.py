@@ -58,6 +58,11 @@ def bad_request(message: str, param: Optional[str] = None, code: str = "invalid_
     return APIError(400, message, param=param, code=code)
 
 
+def upload_too_large(limit_mb: float) -> APIError:
+    return APIError(413, f"Maximum content size limit ({limit_mb:g} MiB) exceeded.", param="file",
+                    code="file_too_large")
+
+
 def render(error: APIError):
     response = jsonify(error.envelope)
     response.status_code = error.status
@@ -77,15 +82,7 @@ def register(app: Flask) -> None:
     def _http_error(error: HTTPException):
         status = error.code or 500
         if status == 413:
-            limit = app.config["WHISPER"].max_upload_mb
-            return render(
-                APIError(
-                    413,
-                    f"Maximum content size limit ({limit:g} MiB) exceeded.",
-                    param="file",
-                    code="file_too_large",
-                )
-            )
+            return render(upload_too_large(app.config["WHISPER"].max_upload_mb))
         code = {404: "not_found", 405: "method_not_allowed"}.get(status)
         return render(APIError(status, error.description or error.name, code=code))
 

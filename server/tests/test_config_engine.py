@@ -1,0 +1,131 @@
+"""Configuration, device choice and model loading errors: no model needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import free_port
+
+from whisper_server.admission import Admission, QueueFull
+from whisper_server.config import Config, ConfigError, load_config
+from whisper_server.engine import (
+    CUDA_FIX, ModelLoadError, Probe, choose_device, load_engine, resolve_compute_type,
+)
+
+
+def test_defaults():
+    config = load_config(["--model", "small"], environ={})
+    assert (config.host, config.port, config.device, config.compute_type) == ("0.0.0.0", 8000, "auto", "auto")
+    assert (config.workers, config.max_queue, config.max_upload_mb, config.vad) == (1, 8, 25.0, True)
+    assert config.model_aliases == ("whisper-1",)
+    assert config.api_key is None and config.max_upload_bytes == 25 * 1024 * 1024
+
+
+def test_environment_then_flags():
+    env = {"WHISPER_MODEL": "base", "WHISPER_PORT": "9000", "WHISPER_WORKERS": "2", "WHISPER_VAD": "false",
+           "WHISPER_MODEL_ALIAS": "gpt-4o-transcribe, whisper-1,local", "WHISPER_BATCH_SIZE": "8"}
+    config = load_config([], environ=env)
+    assert (config.model, config.port, config.workers, config.vad, config.batch_size) == ("base", 9000, 2, False, 8)
+    assert config.model_aliases == ("whisper-1", "gpt-4o-transcribe", "local")
+    flagged = load_config(["--port", "9100", "--vad"], environ=env)
+    assert flagged.port == 9100 and flagged.vad is True
+
+
+@pytest.mark.parametrize("argv, env, fragment", [
+    ([], {}, "--model / WHISPER_MODEL is required"),
+    (["--model", "x", "--device", "tpu"], {}, "--device must be one of"),
+    (["--model", "x", "--workers", "0"], {}, "--workers must be at least 1"),
+    (["--model", "x", "--port", "70000"], {}, "--port"),
+    (["--model", "x"], {"WHISPER_PORT": "eighty"}, "WHISPER_PORT"),
+    (["--model", "x", "--max-upload-mb", "0"], {}, "--max-upload-mb"),
+    (["--model", "x"], {"WHISPER_VAD": "perhaps"}, "WHISPER_VAD"),
+])
+def test_invalid_settings_are_named(argv, env, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("-", "\\-").replace("/", "\\/")):
+        load_config(argv, environ=env)
+
+
+def test_api_key_file(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("  sk-local-123\n")
+    config = load_config(["--model", "x", "--api-key-file", str(key_file)], environ={})
+    assert config.api_key == "sk-local-123"
+    assert "sk-local-123" not in repr(config)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(["--model", "x", "--api-key-file", str(tmp_path / "missing")], environ={})
+    key_file.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(["--model", "x", "--api-key-file", str(key_file)], environ={})
+
+
+def probe(gpus=0, missing=()):
+    return Probe(lambda: gpus, lambda lib: lib not in missing)
+
+
+def test_device_choice():
+    auto, cuda, cpu = (Config(model="x", device=d) for d in ("auto", "cuda", "cpu"))
+    assert choose_device(auto, probe(0)) == ("cpu", [])
+    assert choose_device(auto, probe(1)) == ("cuda", [])
+    assert choose_device(cpu, probe(1)) == ("cpu", [])
+    with pytest.raises(ModelLoadError, match="sees no CUDA GPU"):
+        choose_device(cuda, probe(0))
+
+
+def test_missing_cuda_libraries_name_the_library_and_the_fix():
+    device, warnings = choose_device(Config(model="x"), probe(1, missing=("libcublas.so.12",)))
+    assert device == "cpu"
+    assert "libcublas.so.12" in warnings[0] and "nvidia-cublas-cu12" in warnings[0]
+    assert "LD_LIBRARY_PATH" in warnings[0] and "Falling back to CPU" in warnings[0]
+    with pytest.raises(ModelLoadError) as raised:
+        choose_device(Config(model="x", device="cuda"), probe(1, missing=("libcudnn.so.9",)))
+    assert "libcudnn.so.9" in str(raised.value) and CUDA_FIX in str(raised.value)
+
+
+def test_compute_type():
+    assert resolve_compute_type(Config(model="x"), "cuda") == "float16"
+    assert resolve_compute_type(Config(model="x"), "cpu") == "int8"
+    assert resolve_compute_type(Config(model="x", compute_type="float32"), "cpu") == "float32"
+
+
+def test_bad_model_paths_fail_fast(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_engine(Config(model=str(tmp_path / "nope"), device="cpu"))
+    with pytest.raises(ModelLoadError, match="has no model.bin"):
+        load_engine(Config(model=str(tmp_path), device="cpu"))
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        load_engine(Config(model=str(tmp_path), device="cpu"))
+
+
+def test_admission_bounds():
+    admission = Admission(workers=2, max_queue=1)
+    with admission.ticket(), admission.ticket(), admission.ticket():
+        assert admission.waiting == 3 and admission.running == 0
+        with pytest.raises(QueueFull) as full:
+            with admission.ticket():
+                pass
+        assert full.value.retry_after >= 1
+    assert admission.waiting == 0
+    with admission.ticket() as ticket:
+        with ticket.run():
+            assert admission.running == 1 and admission.waiting == 0
+    assert admission.running == 0
+
+
+def run_cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "whisper_server", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_usage_error_exits_2():
+    result = run_cli("--model", "x", "--workers", "zero")
+    assert result.returncode == 2
+    assert "--workers / WHISPER_WORKERS" in result.stderr
+
+
+def test_cli_fails_fast_on_a_missing_model(tmp_path):
+    result = run_cli("--model", str(tmp_path / "absent"), "--port", str(free_port()), "--host", "127.0.0.1")
+    assert result.returncode == 1
+    assert "cannot start" in result.stdout and "does not exist" in result.stdout
