@@ -280,3 +280,19 @@ def test_metrics_count_requests_and_audio(client, wav_bytes):
     assert "whisper_realtime_factor_count 1.0" in text
     assert "whisper_queue_depth 0.0" in text
     assert "whisper_request_duration_seconds_count" in text
+
+
+def test_large_uploads_stay_in_memory():
+    from werkzeug import Request
+    from werkzeug.test import EnvironBuilder
+
+    from whisper_server.app import InMemoryRequest
+
+    def file_stream(request_class):
+        builder = EnvironBuilder(method="POST", data={"file": (io.BytesIO(b"x" * 2_000_000), "big.wav")})
+        return request_class(builder.get_environ()).files["file"].stream
+
+    assert isinstance(file_stream(InMemoryRequest), io.BytesIO)
+    # Stock Werkzeug would have rolled this part over into a temporary file on disk.
+    spooled = file_stream(Request)
+    assert not isinstance(spooled, io.BytesIO) and getattr(spooled, "_rolled", True)
