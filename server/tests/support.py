@@ -5,14 +5,19 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
-from functools import lru_cache
+import time
+from functools import cache
 from pathlib import Path
+from typing import Optional
 
 import av
 import jiwer
 import numpy as np
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -43,7 +48,7 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalise(reference), normalise(hypothesis))
 
 
-@lru_cache(maxsize=None)
+@cache
 def speak(text: str, speed: int = 150) -> np.ndarray:
     """espeak-ng's voice for `text`, as 16 kHz mono float32."""
     if shutil.which("espeak-ng") is None:
@@ -64,11 +69,12 @@ def encode(samples: np.ndarray, fmt: str = "wav", rate: int = 16000) -> bytes:
     with av.open(buffer, mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=out_rate)
         stream.layout = "mono"
-        resampler = av.AudioResampler(format=stream.format.name if fmt != "wav" else "s16", layout="mono",
-                                      rate=out_rate)
+        resampler = av.AudioResampler(
+            format=stream.format.name if fmt != "wav" else "s16", layout="mono", rate=out_rate
+        )
         frame_size = 960 * 2
         for start in range(0, len(pcm), frame_size):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + frame_size], format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + frame_size], format="s16", layout="mono")
             frame.sample_rate = rate
             for resampled in resampler.resample(frame):
                 for packet in stream.encode(resampled):
@@ -114,3 +120,90 @@ def base() -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(
+        self, url: str, process: subprocess.Popen, log_dir: Path, tmp_dir: Path, key: Optional[str], output: Path
+    ):
+        self.url, self.process, self.log_dir, self.tmp_dir, self.key, self.output = (
+            url,
+            process,
+            log_dir,
+            tmp_dir,
+            key,
+            output,
+        )
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+    def post(
+        self,
+        path="/v1/audio/transcriptions",
+        data: Optional[dict] = None,
+        audio: Optional[bytes] = None,
+        filename="note.wav",
+        **kwargs,
+    ):
+        files = {"file": (filename, audio)} if audio is not None else None
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return requests.post(
+            self.url + path, data=data or {"model": "whisper-1"}, files=files, headers=headers, timeout=120, **kwargs
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(tmp: Path, model: Path, *extra: str, key: Optional[str] = "test-key-123") -> RunningServer:
+    """The real whisper-server command on a free loopback port; waits for /health to say ready."""
+    port = free_port()
+    log_dir, tmp_dir = tmp / "logs", tmp / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable,
+        "-m",
+        "whisper_server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-dir",
+        str(log_dir),
+        *extra,
+    ]
+    if key:
+        key_file = tmp / "api_key"
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+        args += ["--api-key-file", str(key_file)]
+    output = tmp / "server.out"
+    env = {**os.environ, "TMPDIR": str(tmp_dir), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(args, stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{output.read_text()}")
+        try:
+            if requests.get(url + "/health", timeout=2).status_code == 200:
+                return RunningServer(url, process, log_dir, tmp_dir, key, output)
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server not ready in time:\n{output.read_text()}")

@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
-from conftest import FakeEngine, make_app
 
+from conftest import FakeEngine, make_app
 from whisper_server.app import create_app
 from whisper_server.config import Config
 from whisper_server.engine import LoadedEngine
@@ -47,21 +47,35 @@ def test_json_is_the_default(client, wav_bytes, fake_engine):
 
 
 def test_parameters_reach_the_engine(client, wav_bytes, fake_engine):
-    response = post(client, wav_bytes, language="DE", prompt="Kenobi", temperature="0.4",
-                    response_format="verbose_json", **{"timestamp_granularities[]": ["word", "segment"]})
+    response = post(
+        client,
+        wav_bytes,
+        language="DE",
+        prompt="Kenobi",
+        temperature="0.4",
+        response_format="verbose_json",
+        **{"timestamp_granularities[]": ["word", "segment"]},
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["language"] == "english" and len(body["words"]) == 4 and len(body["segments"]) == 2
     options = fake_engine.calls[0]
     assert (options.language, options.prompt, options.temperature, options.word_timestamps) == (
-        "de", "Kenobi", 0.4, True)
+        "de",
+        "Kenobi",
+        0.4,
+        True,
+    )
 
 
-@pytest.mark.parametrize("fmt, mimetype, start", [
-    ("text", "text/plain", "Hello there."),
-    ("srt", "application/x-subrip", "1\n00:00:00,000 --> 00:00:01,500\nHello there."),
-    ("vtt", "text/vtt", "WEBVTT\n\n00:00:00.000 --> 00:00:01.500"),
-])
+@pytest.mark.parametrize(
+    "fmt, mimetype, start",
+    [
+        ("text", "text/plain", "Hello there."),
+        ("srt", "application/x-subrip", "1\n00:00:00,000 --> 00:00:01,500\nHello there."),
+        ("vtt", "text/vtt", "WEBVTT\n\n00:00:00.000 --> 00:00:01.500"),
+    ],
+)
 def test_plain_formats(client, wav_bytes, fmt, mimetype, start):
     response = post(client, wav_bytes, response_format=fmt)
     assert response.status_code == 200
@@ -70,27 +84,37 @@ def test_plain_formats(client, wav_bytes, fmt, mimetype, start):
 
 
 def test_translation_sets_the_task_and_ignores_language(client, wav_bytes, fake_engine):
-    response = client.post("/v1/audio/translations", content_type="multipart/form-data", data={
-        "model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav"), "language": "xx",
-        "response_format": "verbose_json"})
+    response = client.post(
+        "/v1/audio/translations",
+        content_type="multipart/form-data",
+        data={
+            "model": "whisper-1",
+            "file": (io.BytesIO(wav_bytes), "a.wav"),
+            "language": "xx",
+            "response_format": "verbose_json",
+        },
+    )
     assert response.status_code == 200
     assert response.get_json()["task"] == "translate"
     assert fake_engine.calls[0].task == "translate" and fake_engine.calls[0].language is None
 
 
-@pytest.mark.parametrize("fields, status, param", [
-    ({"model": ""}, 400, "model"),
-    ({"model": "gpt-4o-transcribe"}, 404, "model"),
-    ({"response_format": "xml"}, 400, "response_format"),
-    ({"temperature": "hot"}, 400, "temperature"),
-    ({"temperature": "1.5"}, 400, "temperature"),
-    ({"temperature": "-0.1"}, 400, "temperature"),
-    ({"language": "klingon"}, 400, "language"),
-    ({"timestamp_granularities[]": "word"}, 400, "timestamp_granularities"),
-    ({"timestamp_granularities[]": "sentence", "response_format": "verbose_json"}, 400, "timestamp_granularities"),
-    ({"stream": "maybe"}, 400, "stream"),
-    ({"stream": "true", "response_format": "srt"}, 400, "stream"),
-])
+@pytest.mark.parametrize(
+    "fields, status, param",
+    [
+        ({"model": ""}, 400, "model"),
+        ({"model": "gpt-4o-transcribe"}, 404, "model"),
+        ({"response_format": "xml"}, 400, "response_format"),
+        ({"temperature": "hot"}, 400, "temperature"),
+        ({"temperature": "1.5"}, 400, "temperature"),
+        ({"temperature": "-0.1"}, 400, "temperature"),
+        ({"language": "klingon"}, 400, "language"),
+        ({"timestamp_granularities[]": "word"}, 400, "timestamp_granularities"),
+        ({"timestamp_granularities[]": "sentence", "response_format": "verbose_json"}, 400, "timestamp_granularities"),
+        ({"stream": "maybe"}, 400, "stream"),
+        ({"stream": "true", "response_format": "srt"}, 400, "stream"),
+    ],
+)
 def test_bad_parameters_get_400_or_404(client, wav_bytes, fake_engine, fields, status, param):
     assert_envelope(post(client, wav_bytes, **fields), status, param)
     assert fake_engine.calls == []
@@ -105,19 +129,23 @@ def test_english_only_model_refuses_other_languages(wav_bytes):
 
 def test_missing_file_wrong_field_and_non_multipart(client, wav_bytes):
     assert_envelope(post(client, None), 400, "file", "missing_required_parameter")
-    wrong = client.post(URL, content_type="multipart/form-data",
-                        data={"model": "whisper-1", "audio": (io.BytesIO(wav_bytes), "a.wav")})
+    wrong = client.post(
+        URL, content_type="multipart/form-data", data={"model": "whisper-1", "audio": (io.BytesIO(wav_bytes), "a.wav")}
+    )
     assert_envelope(wrong, 400, "file")
     assert_envelope(client.post(URL, json={"model": "whisper-1", "file": "x"}), 400, "file", "invalid_content_type")
     assert_envelope(client.post(URL, data=b"\x00" * 100, content_type="application/octet-stream"), 400, "file")
 
 
-@pytest.mark.parametrize("audio, code", [
-    (b"", "empty_file"),
-    (os.urandom(4096), "invalid_audio"),
-    (b"RIFF\x24\x00\x00\x00WAVEfmt ", None),
-    (b"not audio at all, just text\n" * 20, "invalid_audio"),
-])
+@pytest.mark.parametrize(
+    "audio, code",
+    [
+        (b"", "empty_file"),
+        (os.urandom(4096), "invalid_audio"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", None),
+        (b"not audio at all, just text\n" * 20, "invalid_audio"),
+    ],
+)
 def test_undecodable_audio_gets_400(client, fake_engine, audio, code):
     assert_envelope(post(client, audio), 400, "file", code)
     assert fake_engine.calls == []
@@ -134,13 +162,21 @@ def test_oversized_upload_gets_413(wav_bytes):
 def test_auth(wav_bytes):
     client = make_app(api_key="s3cret").test_client()
     assert_envelope(post(client, wav_bytes), 401, code="missing_api_key")
-    wrong = client.post(URL, headers={"Authorization": "Bearer nope"}, content_type="multipart/form-data",
-                        data={"model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav")})
+    wrong = client.post(
+        URL,
+        headers={"Authorization": "Bearer nope"},
+        content_type="multipart/form-data",
+        data={"model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav")},
+    )
     assert_envelope(wrong, 401, code="invalid_api_key")
     basic = client.get("/v1/models", headers={"Authorization": "Basic s3cret"})
     assert_envelope(basic, 401, code="invalid_api_key")
-    right = client.post(URL, headers={"Authorization": "Bearer s3cret"}, content_type="multipart/form-data",
-                        data={"model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav")})
+    right = client.post(
+        URL,
+        headers={"Authorization": "Bearer s3cret"},
+        content_type="multipart/form-data",
+        data={"model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav")},
+    )
     assert right.status_code == 200
     assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     # Probes need no key.
@@ -182,8 +218,12 @@ def test_request_id_is_honoured_or_made(client):
 
 def test_engine_fault_is_a_logged_500_envelope(wav_bytes, caplog):
     client = make_app(FakeEngine(fail=RuntimeError("boom"))).test_client()
-    response = client.post(URL, headers={"X-Request-ID": "fault-1"}, content_type="multipart/form-data",
-                           data={"model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav")})
+    response = client.post(
+        URL,
+        headers={"X-Request-ID": "fault-1"},
+        content_type="multipart/form-data",
+        data={"model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav")},
+    )
     error = assert_envelope(response, 500, code="server_error")
     assert error["type"] == "server_error"
     assert "fault-1" in error["message"]
@@ -247,7 +287,7 @@ def test_bad_audio_gives_its_ticket_back(wav_bytes):
 
 def _events(response):
     text = response.get_data(as_text=True)
-    return [json.loads(chunk[len("data: "):]) for chunk in text.strip().split("\n\n")]
+    return [json.loads(chunk[len("data: ") :]) for chunk in text.strip().split("\n\n")]
 
 
 def test_streaming_events(client, wav_bytes):

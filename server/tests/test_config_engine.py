@@ -6,12 +6,17 @@ import subprocess
 import sys
 
 import pytest
-from conftest import free_port
 
+from conftest import free_port
 from whisper_server.admission import Admission, QueueFull
 from whisper_server.config import Config, ConfigError, load_config
 from whisper_server.engine import (
-    CUDA_FIX, ModelLoadError, Probe, choose_device, load_engine, resolve_compute_type,
+    CUDA_FIX,
+    ModelLoadError,
+    Probe,
+    choose_device,
+    load_engine,
+    resolve_compute_type,
 )
 
 
@@ -24,8 +29,14 @@ def test_defaults():
 
 
 def test_environment_then_flags():
-    env = {"WHISPER_MODEL": "base", "WHISPER_PORT": "9000", "WHISPER_WORKERS": "2", "WHISPER_VAD": "false",
-           "WHISPER_MODEL_ALIAS": "gpt-4o-transcribe, whisper-1,local", "WHISPER_BATCH_SIZE": "8"}
+    env = {
+        "WHISPER_MODEL": "base",
+        "WHISPER_PORT": "9000",
+        "WHISPER_WORKERS": "2",
+        "WHISPER_VAD": "false",
+        "WHISPER_MODEL_ALIAS": "gpt-4o-transcribe, whisper-1,local",
+        "WHISPER_BATCH_SIZE": "8",
+    }
     config = load_config([], environ=env)
     assert (config.model, config.port, config.workers, config.vad, config.batch_size) == ("base", 9000, 2, False, 8)
     assert config.model_aliases == ("whisper-1", "gpt-4o-transcribe", "local")
@@ -33,15 +44,18 @@ def test_environment_then_flags():
     assert flagged.port == 9100 and flagged.vad is True
 
 
-@pytest.mark.parametrize("argv, env, fragment", [
-    ([], {}, "--model / WHISPER_MODEL is required"),
-    (["--model", "x", "--device", "tpu"], {}, "--device must be one of"),
-    (["--model", "x", "--workers", "0"], {}, "--workers must be at least 1"),
-    (["--model", "x", "--port", "70000"], {}, "--port"),
-    (["--model", "x"], {"WHISPER_PORT": "eighty"}, "WHISPER_PORT"),
-    (["--model", "x", "--max-upload-mb", "0"], {}, "--max-upload-mb"),
-    (["--model", "x"], {"WHISPER_VAD": "perhaps"}, "WHISPER_VAD"),
-])
+@pytest.mark.parametrize(
+    "argv, env, fragment",
+    [
+        ([], {}, "--model / WHISPER_MODEL is required"),
+        (["--model", "x", "--device", "tpu"], {}, "--device must be one of"),
+        (["--model", "x", "--workers", "0"], {}, "--workers must be at least 1"),
+        (["--model", "x", "--port", "70000"], {}, "--port"),
+        (["--model", "x"], {"WHISPER_PORT": "eighty"}, "WHISPER_PORT"),
+        (["--model", "x", "--max-upload-mb", "0"], {}, "--max-upload-mb"),
+        (["--model", "x"], {"WHISPER_VAD": "perhaps"}, "WHISPER_VAD"),
+    ],
+)
 def test_invalid_settings_are_named(argv, env, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("-", "\\-").replace("/", "\\/")):
         load_config(argv, environ=env)
@@ -115,8 +129,9 @@ def test_admission_bounds():
 
 
 def run_cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "whisper_server", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "whisper_server", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_cli_usage_error_exits_2():

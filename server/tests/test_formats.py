@@ -6,9 +6,20 @@ from whisper_server import formats
 from whisper_server.engine import Info, Segment, Word
 
 SEGMENTS = [
-    Segment(0, 0, 0.0, 2.5, " Hello world.", (1, 2), 0.0, -0.25, 1.3, 0.05,
-            (Word(0.0, 1.0, " Hello", 0.9), Word(1.1, 2.4, " world.", 0.8))),
-    Segment(1, 250, 3661.0015, 3725.5, " Second line, ünïcode \"quoted\".", (3,), 0.2, -0.5, 1.6, 0.1, None),
+    Segment(
+        0,
+        0,
+        0.0,
+        2.5,
+        " Hello world.",
+        (1, 2),
+        0.0,
+        -0.25,
+        1.3,
+        0.05,
+        (Word(0.0, 1.0, " Hello", 0.9), Word(1.1, 2.4, " world.", 0.8)),
+    ),
+    Segment(1, 250, 3661.0015, 3725.5, ' Second line, ünïcode "quoted".', (3,), 0.2, -0.5, 1.6, 0.1, None),
 ]
 INFO = Info("en", 3725.5)
 
@@ -36,7 +47,7 @@ def test_srt():
     body, _ = formats.as_srt(SEGMENTS, INFO)
     assert body == (
         "1\n00:00:00,000 --> 00:00:02,500\nHello world.\n\n"
-        "2\n01:01:01,002 --> 01:02:05,500\nSecond line, ünïcode \"quoted\".\n\n"
+        '2\n01:01:01,002 --> 01:02:05,500\nSecond line, ünïcode "quoted".\n\n'
     )
 
 
@@ -45,7 +56,7 @@ def test_vtt():
     assert mimetype.startswith("text/vtt")
     assert body == (
         "WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nHello world.\n\n"
-        "01:01:01.002 --> 01:02:05.500\nSecond line, ünïcode \"quoted\".\n"
+        '01:01:01.002 --> 01:02:05.500\nSecond line, ünïcode "quoted".\n'
     )
 
 
@@ -63,8 +74,18 @@ def test_verbose_json_has_every_openai_segment_field():
     assert body["text"].startswith("Hello world.")
     assert "words" not in body
     first = body["segments"][0]
-    assert set(first) == {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
-                          "compression_ratio", "no_speech_prob"}
+    assert set(first) == {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    }
     assert first["tokens"] == [1, 2]
     assert body["segments"][1]["seek"] == 250
 

@@ -11,6 +11,7 @@ import numpy as np
 import openai
 import pytest
 import requests
+
 import support
 from conftest import start_server
 
@@ -44,16 +45,28 @@ def test_text_srt_vtt(server, report_wav):
 
 
 def test_verbose_json_with_words(server, report_wav):
-    response = server.post(audio=report_wav, data={
-        "model": "tiny.en", "response_format": "verbose_json", "timestamp_granularities[]": ["segment", "word"]})
+    response = server.post(
+        audio=report_wav,
+        data={"model": "tiny.en", "response_format": "verbose_json", "timestamp_granularities[]": ["segment", "word"]},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     duration = len(support.speak(support.SENTENCES["report"])) / 16000
     assert body["task"] == "transcribe" and body["language"] == "english"
     assert abs(body["duration"] - duration) < 0.05
     for segment in body["segments"]:
-        assert {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
-                "compression_ratio", "no_speech_prob"} <= set(segment)
+        assert {
+            "id",
+            "seek",
+            "start",
+            "end",
+            "text",
+            "tokens",
+            "temperature",
+            "avg_logprob",
+            "compression_ratio",
+            "no_speech_prob",
+        } <= set(segment)
         assert 0 <= segment["start"] < segment["end"] <= duration + 0.5
         assert segment["tokens"] and all(isinstance(t, int) for t in segment["tokens"])
     words = body["words"]
@@ -65,14 +78,16 @@ def test_verbose_json_with_words(server, report_wav):
 
 def test_streaming_sends_deltas_then_done(server):
     audio = support.encode(
-        np.concatenate([support.speak(support.SENTENCES["fox"]),
-                                         support.speak(support.SENTENCES["weather"])]), "ogg")
-    response = server.post(audio=audio, filename="note.ogg", data={"model": "whisper-1", "stream": "true"},
-                           stream=True)
+        np.concatenate([support.speak(support.SENTENCES["fox"]), support.speak(support.SENTENCES["weather"])]), "ogg"
+    )
+    response = server.post(audio=audio, filename="note.ogg", data={"model": "whisper-1", "stream": "true"}, stream=True)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
-    events = [json.loads(line[len("data: "):]) for line in response.iter_lines(decode_unicode=True)
-              if line.startswith("data: ")]
+    events = [
+        json.loads(line[len("data: ") :])
+        for line in response.iter_lines(decode_unicode=True)
+        if line.startswith("data: ")
+    ]
     kinds = [e["type"] for e in events]
     assert kinds[-1] == "transcript.text.done" and set(kinds[:-1]) == {"transcript.text.delta"}
     assert len(kinds) >= 3  # two sentences decode as at least two segments
@@ -85,12 +100,17 @@ def test_official_openai_client(server, report_wav):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
     result = client.audio.transcriptions.create(model="whisper-1", file=("note.wav", report_wav))
     assert support.wer(support.SENTENCES["report"], result.text) <= MAX_WER
-    text = client.audio.transcriptions.create(model="whisper-1", file=("note.wav", report_wav),
-                                              response_format="text")
+    text = client.audio.transcriptions.create(model="whisper-1", file=("note.wav", report_wav), response_format="text")
     assert support.wer(support.SENTENCES["report"], text) <= MAX_WER
     verbose = client.audio.transcriptions.create(
-        model="whisper-1", file=("note.wav", report_wav), response_format="verbose_json",
-        timestamp_granularities=["word"], language="en", prompt="Quarterly report.", temperature=0.0)
+        model="whisper-1",
+        file=("note.wav", report_wav),
+        response_format="verbose_json",
+        timestamp_granularities=["word"],
+        language="en",
+        prompt="Quarterly report.",
+        temperature=0.0,
+    )
     assert verbose.language == "english" and verbose.words and verbose.duration > 3
     translated = client.audio.translations.create(model="whisper-1", file=("note.wav", report_wav))
     assert support.wer(support.SENTENCES["report"], translated.text) <= MAX_WER
@@ -106,9 +126,13 @@ def test_official_openai_client(server, report_wav):
 
 
 def test_key_is_required_and_the_log_records_the_request(server, report_wav):
-    unauthenticated = requests.post(server.url + "/v1/audio/transcriptions", data={"model": "whisper-1"},
-                                    files={"file": ("n.wav", report_wav)}, headers={"X-Request-ID": "no-key-1"},
-                                    timeout=30)
+    unauthenticated = requests.post(
+        server.url + "/v1/audio/transcriptions",
+        data={"model": "whisper-1"},
+        files={"file": ("n.wav", report_wav)},
+        headers={"X-Request-ID": "no-key-1"},
+        timeout=30,
+    )
     assert unauthenticated.status_code == 401
     assert unauthenticated.json()["error"]["code"] == "missing_api_key"
     ok = server.post(audio=report_wav, headers={"X-Request-ID": "integration-42"})
@@ -128,23 +152,29 @@ def test_health_and_metrics(server, report_wav):
     metrics = requests.get(server.url + "/metrics", timeout=5).text
     audio_seconds = float(re.search(r"^whisper_audio_seconds_total (\S+)$", metrics, re.M).group(1))
     assert audio_seconds > 3
-    assert re.search(r'^whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} [1-9]',
-                     metrics, re.M)
+    assert re.search(
+        r'^whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} [1-9]', metrics, re.M
+    )
     assert "whisper_realtime_factor_bucket" in metrics and "whisper_queue_depth" in metrics
 
 
 def test_malformed_corpus_gets_4xx_envelopes_and_the_server_stays_healthy(server):
     ogg = support.speech("fox", "ogg")
-    raw = requests.Request("POST", server.url + "/v1/audio/transcriptions", headers=server.headers,
-                           data=b"\x00" * 1000).prepare()
+    raw = requests.Request(
+        "POST", server.url + "/v1/audio/transcriptions", headers=server.headers, data=b"\x00" * 1000
+    ).prepare()
     raw.headers["Content-Type"] = "application/octet-stream"
     cases = {
         "random bytes": lambda: server.post(audio=os.urandom(20_000)),
         "truncated ogg (headers only)": lambda: server.post(audio=ogg[:120], filename="n.ogg"),
         "zero-length file": lambda: server.post(audio=b""),
-        "wrong field name": lambda: requests.post(server.url + "/v1/audio/transcriptions", headers=server.headers,
-                                                  data={"model": "whisper-1"}, files={"audio": ("n.ogg", ogg)},
-                                                  timeout=30),
+        "wrong field name": lambda: requests.post(
+            server.url + "/v1/audio/transcriptions",
+            headers=server.headers,
+            data={"model": "whisper-1"},
+            files={"audio": ("n.ogg", ogg)},
+            timeout=30,
+        ),
         "non-multipart body": lambda: requests.Session().send(raw, timeout=30),
         "huge header": lambda: server.post(audio=ogg, headers={"X-Padding": "p" * 200_000}),
         "unknown model": lambda: server.post(audio=ogg, data={"model": "large-v9"}),

@@ -8,9 +8,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from faster_whisper import decode_audio
+
 import support
 from conftest import start_server
-from faster_whisper import decode_audio
 
 pytestmark = pytest.mark.model
 
@@ -34,8 +35,9 @@ def german_ogg() -> bytes:
 
 
 def test_detects_and_transcribes_german(base_server, german_ogg):
-    response = base_server.post(audio=german_ogg, filename="de.ogg",
-                                data={"model": "whisper-1", "response_format": "verbose_json"})
+    response = base_server.post(
+        audio=german_ogg, filename="de.ogg", data={"model": "whisper-1", "response_format": "verbose_json"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["language"] == "german"
@@ -43,8 +45,12 @@ def test_detects_and_transcribes_german(base_server, german_ogg):
 
 
 def test_translates_german_to_english(base_server, german_ogg):
-    response = base_server.post("/v1/audio/translations", audio=german_ogg, filename="de.ogg",
-                                data={"model": "whisper-1", "response_format": "verbose_json"})
+    response = base_server.post(
+        "/v1/audio/translations",
+        audio=german_ogg,
+        filename="de.ogg",
+        data={"model": "whisper-1", "response_format": "verbose_json"},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["task"] == "translate"
@@ -53,6 +59,9 @@ def test_translates_german_to_english(base_server, german_ogg):
 
 
 def test_explicit_language_is_honoured(base_server, german_ogg):
-    response = base_server.post(audio=german_ogg, filename="de.ogg",
-                                data={"model": "whisper-1", "language": "de", "response_format": "verbose_json"})
+    response = base_server.post(
+        audio=german_ogg,
+        filename="de.ogg",
+        data={"model": "whisper-1", "language": "de", "response_format": "verbose_json"},
+    )
     assert response.json()["language"] == "german"

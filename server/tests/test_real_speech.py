@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 import support
 
 pytestmark = [
@@ -21,15 +22,17 @@ def sample(name: str) -> bytes:
 def test_jfk(server):
     response = server.post(audio=sample("jfk.flac"), filename="jfk.flac")
     assert response.status_code == 200
-    reference = ("And so, my fellow Americans, ask not what your country can do for you, "
-                 "ask what you can do for your country.")
+    reference = (
+        "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    )
     assert support.wer(reference, response.json()["text"]) <= 0.1
 
 
 def test_prompt_teaches_a_product_name(server):
     audio = sample("hotwords.mp3")
     plain = server.post(audio=audio, filename="h.mp3").json()["text"]
-    prompted = server.post(audio=audio, filename="h.mp3",
-                           data={"model": "whisper-1", "prompt": "ComfyUI"}).json()["text"]
+    prompted = server.post(audio=audio, filename="h.mp3", data={"model": "whisper-1", "prompt": "ComfyUI"}).json()[
+        "text"
+    ]
     assert "comfyui" not in plain.lower()
     assert "comfyui" in prompted.lower()

@@ -42,7 +42,7 @@ class Admission:
         return max(1, math.ceil(self._mean_seconds * self._admitted / self.workers))
 
     @contextmanager
-    def ticket(self) -> Iterator["Ticket"]:
+    def ticket(self) -> Iterator[Ticket]:
         with self._lock:
             if self._admitted >= self.capacity:
                 raise QueueFull(self.retry_after())

@@ -145,8 +145,9 @@ def _upload() -> bytes:
 def _engine():
     state = _state()
     if state.loaded is None:
-        raise APIError(503, "The model is still loading; try again shortly.", code="model_loading",
-                       headers={"Retry-After": "5"})
+        raise APIError(
+            503, "The model is still loading; try again shortly.", code="model_loading", headers={"Retry-After": "5"}
+        )
     return state.loaded.engine
 
 
@@ -199,9 +200,7 @@ def _transcription(task: str):
         return response
     with stack:
         segments = list(run())
-    body, mimetype = formats.FORMATTERS[params.response_format](
-        segments, outcome["info"], params.granularities, task
-    )
+    body, mimetype = formats.FORMATTERS[params.response_format](segments, outcome["info"], params.granularities, task)
     return Response(body, mimetype=mimetype)
 
 

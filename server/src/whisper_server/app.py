@@ -101,7 +101,8 @@ def _register_hooks(app: Flask) -> None:
         header_bytes = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
         if header_bytes > MAX_HEADER_BYTES:
             raise errors.APIError(
-                431, f"Request headers too large ({header_bytes} bytes; limit {MAX_HEADER_BYTES}).",
+                431,
+                f"Request headers too large ({header_bytes} bytes; limit {MAX_HEADER_BYTES}).",
                 code="headers_too_large",
             )
 
@@ -123,10 +124,15 @@ def _register_hooks(app: Flask) -> None:
                 return  # probes would drown the request log
             access_log.info(
                 "request_id=%s method=%s path=%s status=%s audio_s=%s proc_s=%s rtf=%s language=%s total_s=%.3f",
-                request_id, method, path, status,
+                request_id,
+                method,
+                path,
+                status,
                 f"{audio_s:.2f}" if audio_s is not None else "-",
                 f"{proc_s:.3f}" if proc_s is not None else "-",
-                rtf, stats["language"] or "-", elapsed,
+                rtf,
+                stats["language"] or "-",
+                elapsed,
             )
 
         response.call_on_close(_log)

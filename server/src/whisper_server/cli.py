@@ -56,8 +56,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     app.extensions["whisper"].set_loaded(loaded)
     log.info(
         "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d auth=%s",
-        config.model, loaded.device, loaded.compute_type, config.workers, config.max_queue,
-        config.vad, config.batch_size, "on" if config.api_key else "off",
+        config.model,
+        loaded.device,
+        loaded.compute_type,
+        config.workers,
+        config.max_queue,
+        config.vad,
+        config.batch_size,
+        "on" if config.api_key else "off",
     )
 
     stop = threading.Event()

@@ -83,13 +83,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         description="OpenAI-compatible speech-to-text server (faster-whisper). "
         "Every flag can also be set with the WHISPER_* variable named in its help.",
     )
-    for name, kind, default, text in _OPTIONS:
+    for name, _kind, default, text in _OPTIONS:
         env = _env_name(name)
         raw = environ.get(env)
         value = default if raw is None or raw == "" else raw
-        parser.add_argument(
-            _flag(name), dest=name, default=value, help=f"{text} [{env}; default: {default}]"
-        )
+        parser.add_argument(_flag(name), dest=name, default=value, help=f"{text} [{env}; default: {default}]")
     vad_raw = environ.get("WHISPER_VAD", "true").strip().lower()
     if vad_raw not in _TRUE | _FALSE:
         raise ConfigError(f"WHISPER_VAD must be true or false, not {vad_raw!r}")
@@ -108,9 +106,7 @@ def _convert(name: str, kind: type, value: object) -> object:
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{_flag(name)} / {_env_name(name)}: {value!r} is not a valid {kind.__name__}"
-        ) from None
+        raise ConfigError(f"{_flag(name)} / {_env_name(name)}: {value!r} is not a valid {kind.__name__}") from None
 
 
 def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> Config:

@@ -214,7 +214,10 @@ def _gpu_name() -> Optional[str]:
 
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
             env={**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/lib/wsl/lib"},
         )
         return out.stdout.strip().splitlines()[0] or None

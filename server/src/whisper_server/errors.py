@@ -59,8 +59,9 @@ def bad_request(message: str, param: Optional[str] = None, code: str = "invalid_
 
 
 def upload_too_large(limit_mb: float) -> APIError:
-    return APIError(413, f"Maximum content size limit ({limit_mb:g} MiB) exceeded.", param="file",
-                    code="file_too_large")
+    return APIError(
+        413, f"Maximum content size limit ({limit_mb:g} MiB) exceeded.", param="file", code="file_too_large"
+    )
 
 
 def render(error: APIError):
