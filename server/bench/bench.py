@@ -177,12 +177,12 @@ def bench_memory(model: Path, total: int) -> dict:
         server = support.start_server(Path(tmp), model, key=None)
         try:
             process = psutil.Process(server.process.pid)
-            after_10 = None
+            checkpoints = {}
             for n in range(1, total + 1):
                 assert server.post(audio=audio, filename="c.ogg").status_code == 200
-                if n == 10:
-                    after_10 = process.memory_info().rss
-            after_all = process.memory_info().rss
+                if n == 10 or n % 50 == 0:
+                    checkpoints[n] = process.memory_info().rss / 2**20
+            after_10, after_all = checkpoints[10] * 2**20, process.memory_info().rss
         finally:
             server.stop()
     return {
@@ -190,6 +190,7 @@ def bench_memory(model: Path, total: int) -> dict:
         "rss_after_all_mib": after_all / 2**20,
         "requests": total,
         "growth": after_all / after_10 - 1,
+        "rss_mib_by_request": checkpoints,
     }
 
 
@@ -214,6 +215,8 @@ def table(results: dict) -> str:
         f"| 4. RSS after {mem['requests']} requests / after 10 ({mem['rss_after_all_mib']:.0f} / "
         f"{mem['rss_after_10_mib']:.0f} MiB) | **{mem['growth'] * 100:+.1f}%** | < +10% |"
     )
+    curve = ", ".join(f"{n}: {mib:.0f}" for n, mib in mem["rss_mib_by_request"].items())
+    rows.append(f"\nRSS (MiB) after N requests: {curve}.")
     return "\n".join(rows)
 
 
