@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# The simulated whisperlab: two Debian hosts booted with systemd-nspawn, each in its own network
+# namespace on a bridge, NATed to the package registries.
+#   wsl  plays the Windows PC's WSL2 Ubuntu (the whisper_servers group)
+#   mac  plays the Mac running the assistant (the clients group)
+#
+# usage: lab.sh up | down | status | reboot HOST | ssh HOST [COMMAND...] | inventory
+# Run as root. Everything it makes is named "wl-*" / tagged "whisperlab", so `down` removes exactly that.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+CACHE=${WHISPERLAB_CACHE:-/var/cache/whisperlab}     # kept by `down`: rootfs and pip wheels
+STATE=${WHISPERLAB_STATE:-/var/lib/whisperlab}       # removed by `down`: machines, keys, logs
+SUITE=${WHISPERLAB_SUITE:-bookworm}
+MIRROR=${WHISPERLAB_MIRROR:-http://deb.debian.org/debian}
+NET=${WHISPERLAB_NET:-10.77.0}                       # a /24 only the lab uses
+BRIDGE=wl-br0
+LAB_USER=lab
+HOSTS=(wsl mac)
+declare -A ADDRESS=([wsl]="$NET.10" [mac]="$NET.20")
+INVENTORY="$REPO/inventory/lab"
+ROOTFS="$CACHE/rootfs-$SUITE"
+PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,openssh-server,openssh-client,python3,python3-venv,python3-apt,sudo,iproute2,iputils-ping,ca-certificates,acl,curl,procps,less
+
+log() { printf '\033[1mlab:\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+require_root() { [ "$(id -u)" = 0 ] || die "run as root (it creates network namespaces, iptables rules and containers)"; }
+
+ssh_args() {
+  printf '%s\n' -i "$STATE/ssh/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes \
+    -o UserKnownHostsFile="$STATE/ssh/known_hosts" -o StrictHostKeyChecking=yes -o ConnectTimeout=5 \
+    -o LogLevel=ERROR
+}
+
+lab_ssh() {
+  local host=$1; shift
+  local args
+  mapfile -t args < <(ssh_args)
+  # shellcheck disable=SC2029  # the command is meant to run on the host
+  ssh "${args[@]}" "$LAB_USER@${ADDRESS[$host]}" "$@"
+}
+
+# --- the cached root filesystem ------------------------------------------------------------------
+
+build_rootfs() {
+  [ -f "$ROOTFS/.complete" ] && return
+  log "building the $SUITE root filesystem in $ROOTFS (once; it is cached)"
+  rm -rf "$ROOTFS.partial"
+  mkdir -p "$CACHE"
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOTFS.partial" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+    || die "debootstrap failed; see $CACHE/debootstrap.log"
+  rm -f "$ROOTFS.partial/etc/ssh/ssh_host_"*   # each machine gets its own host keys
+  : >"$ROOTFS.partial/etc/machine-id"
+  touch "$ROOTFS.partial/.complete"
+  rm -rf "$ROOTFS"
+  mv "$ROOTFS.partial" "$ROOTFS"
+}
+
+# --- network: a bridge, one namespace and veth per host, NAT out -------------------------------
+
+net_up() {
+  sysctl -qw net.ipv4.ip_forward=1
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$NET.1/24" dev "$BRIDGE"
+  fi
+  ip link set "$BRIDGE" up
+  local host ns veth
+  for host in "${HOSTS[@]}"; do
+    ns="wl-$host"; veth="wl-$host-h"
+    ip netns list | grep -qw "^$ns" || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+      ip link add "$veth" type veth peer name eth0 netns "$ns"
+      ip link set "$veth" master "$BRIDGE" up
+      ip -n "$ns" addr add "${ADDRESS[$host]}/24" dev eth0
+      ip -n "$ns" link set lo up
+      ip -n "$ns" link set eth0 up
+      ip -n "$ns" route add default via "$NET.1"
+    fi
+  done
+  rule nat POSTROUTING -s "$NET.0/24" ! -o "$BRIDGE" -j MASQUERADE
+  rule filter FORWARD -i "$BRIDGE" -j ACCEPT
+  rule filter FORWARD -o "$BRIDGE" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+}
+
+rule() {
+  local table=$1 chain=$2; shift 2
+  iptables -t "$table" -C "$chain" "$@" -m comment --comment whisperlab 2>/dev/null \
+    || iptables -t "$table" -I "$chain" "$@" -m comment --comment whisperlab
+}
+
+net_down() {
+  local table line
+  for table in nat filter; do
+    # Delete our rules by their tag, newest first; -S prints them in a form -D accepts.
+    while line=$(iptables -t "$table" -S | grep -- '--comment whisperlab' | head -n 1) && [ -n "$line" ]; do
+      eval "iptables -t $table ${line/-A /-D }"
+    done
+  done
+  local host
+  for host in "${HOSTS[@]}"; do
+    ip link del "wl-$host-h" 2>/dev/null || true
+    ip netns del "wl-$host" 2>/dev/null || true
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+}
+
+# --- machines ------------------------------------------------------------------------------------
+
+machine_dir() { echo "$STATE/machines/$1"; }
+
+create_machine() {
+  local host=$1 dir
+  dir=$(machine_dir "$host")
+  [ -f "$dir/.complete" ] && return
+  log "creating host $host (${ADDRESS[$host]})"
+  rm -rf "$dir"
+  mkdir -p "$(dirname "$dir")"
+  cp -a "$ROOTFS" "$dir.partial"
+  echo "$host" >"$dir.partial/etc/hostname"
+  printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$host" >"$dir.partial/etc/hosts"
+  systemd-id128 new >"$dir.partial/etc/machine-id"
+  # This machine's CA certificates, or pip over TLS fails inside.
+  cp /usr/local/share/ca-certificates/*.crt "$dir.partial/usr/local/share/ca-certificates/" 2>/dev/null || true
+  chroot "$dir.partial" update-ca-certificates >/dev/null 2>&1
+  ssh-keygen -q -A -f "$dir.partial"
+  chroot "$dir.partial" useradd --create-home --shell /bin/bash --uid 1000 --groups sudo "$LAB_USER"
+  echo "$LAB_USER ALL=(ALL) NOPASSWD: ALL" >"$dir.partial/etc/sudoers.d/lab"
+  chmod 0440 "$dir.partial/etc/sudoers.d/lab"
+  install -d -m 0700 -o 1000 -g 1000 "$dir.partial/home/$LAB_USER/.ssh"
+  install -m 0600 -o 1000 -g 1000 "$STATE/ssh/id_ed25519.pub" "$dir.partial/home/$LAB_USER/.ssh/authorized_keys"
+  # The host's real key, pinned for the controller: no trust on first use here either.
+  for key in "$dir.partial"/etc/ssh/ssh_host_*_key.pub; do
+    echo "${ADDRESS[$host]} $(cut -d' ' -f1,2 "$key")"
+  done >"$STATE/ssh/known_hosts.$host"
+  # pip's wheel cache lives on the controller, so a rebuilt lab downloads nothing twice.
+  install -d -o 1000 -g 1000 "$CACHE/pip" "$dir.partial/home/$LAB_USER/.cache" "$dir.partial/home/$LAB_USER/.cache/pip"
+  mv "$dir.partial" "$dir"
+  touch "$dir/.complete"
+}
+
+running() { [ -f "$STATE/$1.supervisor.pid" ] && kill -0 "$(cat "$STATE/$1.supervisor.pid")" 2>/dev/null; }
+
+# Boots the host and boots it again whenever it reboots itself (nspawn exits 133 on reboot).
+supervise() {
+  local host=$1 dir rc
+  dir=$(machine_dir "$host")
+  while true; do
+    # --keep-unit: this machine may have no systemd of its own to place the container in a scope.
+    systemd-nspawn --boot --quiet --register=no --keep-unit --console=passive \
+      --directory="$dir" --machine="wl-$host" --hostname="$host" \
+      --network-namespace-path="/run/netns/wl-$host" --resolv-conf=copy-host \
+      --bind="$CACHE/pip:/home/$LAB_USER/.cache/pip" &
+    echo $! >"$STATE/$host.nspawn.pid"
+    rc=0; wait $! || rc=$?
+    [ "$rc" = 133 ] || break
+    echo "--- reboot $(date -Is) ---"
+  done
+  rm -f "$STATE/$host.nspawn.pid"
+}
+
+start_machine() {
+  local host=$1
+  running "$host" && return
+  log "booting $host"
+  setsid "$0" _supervise "$host" >>"$STATE/$host.console.log" 2>&1 </dev/null &
+  echo $! >"$STATE/$host.supervisor.pid"
+}
+
+wait_ssh() {
+  local host=$1 deadline=$((SECONDS + 180))
+  until lab_ssh "$host" true 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "$host: no SSH after 180 s; see $STATE/$host.console.log"
+    running "$host" || die "$host stopped; see $STATE/$host.console.log"
+    sleep 1
+  done
+  # Up means systemd finished booting, not merely sshd answering.
+  lab_ssh "$host" 'systemctl is-system-running --wait >/dev/null 2>&1 || true'
+}
+
+stop_machine() {
+  local host=$1 pid deadline
+  running "$host" || { rm -f "$STATE/$host".*.pid; return; }
+  log "stopping $host"
+  # SIGTERM makes nspawn ask the guest's systemd for an orderly power-off.
+  if [ -f "$STATE/$host.nspawn.pid" ]; then
+    kill -TERM "$(cat "$STATE/$host.nspawn.pid")" 2>/dev/null || true
+  fi
+  pid=$(cat "$STATE/$host.supervisor.pid")
+  deadline=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$host did not power off in 60 s; killing it"
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    sleep 1
+  fi
+  rm -f "$STATE/$host".*.pid
+}
+
+reboot_machine() {
+  local host=$1 old
+  old=$(cat "$STATE/$host.nspawn.pid")
+  log "rebooting $host"
+  lab_ssh "$host" 'sudo systemctl reboot' || true
+  local deadline=$((SECONDS + 120))
+  while kill -0 "$old" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "$host did not go down for reboot"
+    sleep 0.5
+  done
+  wait_ssh "$host"
+}
+
+# --- inventory -----------------------------------------------------------------------------------
+
+write_inventory() {
+  mkdir -p "$INVENTORY/group_vars"
+  cat >"$INVENTORY/hosts.yml" <<EOF
+---
+# Written by tests/lab/lab.sh for the simulated lab; not for editing (make lab rewrites it).
+all:
+  vars:
+    ansible_user: $LAB_USER
+    ansible_ssh_private_key_file: $STATE/ssh/id_ed25519
+    ansible_ssh_common_args: >-
+      -o IdentitiesOnly=yes -o UserKnownHostsFile=$STATE/ssh/known_hosts -o StrictHostKeyChecking=yes
+    ansible_python_interpreter: /usr/bin/python3
+  children:
+    whisper_servers:
+      hosts:
+        wsl:
+          ansible_host: ${ADDRESS[wsl]}
+    clients:
+      hosts:
+        mac:
+          ansible_host: ${ADDRESS[mac]}
+EOF
+  cat >"$INVENTORY/group_vars/all.yml" <<EOF
+---
+# The lab's shared facts. A real lab keeps these in inventory/<yours>/group_vars/all.yml.
+whisperlab_lab: true
+EOF
+}
+
+# --- commands ------------------------------------------------------------------------------------
+
+up() {
+  require_root
+  for tool in debootstrap systemd-nspawn iptables ssh ssh-keygen; do
+    command -v "$tool" >/dev/null || die "$tool is missing (make lab installs it)"
+  done
+  mkdir -p "$STATE/ssh" "$CACHE"
+  [ -f "$STATE/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C whisperlab-controller -f "$STATE/ssh/id_ed25519"
+  build_rootfs
+  net_up
+  local host
+  for host in "${HOSTS[@]}"; do create_machine "$host"; done
+  cat "$STATE"/ssh/known_hosts.* >"$STATE/ssh/known_hosts"
+  for host in "${HOSTS[@]}"; do start_machine "$host"; done
+  for host in "${HOSTS[@]}"; do wait_ssh "$host"; log "$host is up at ${ADDRESS[$host]}"; done
+  write_inventory
+}
+
+down() {
+  require_root
+  local host
+  for host in "${HOSTS[@]}"; do stop_machine "$host"; done
+  net_down
+  rm -rf "$STATE" "$INVENTORY"
+  log "lab removed (the cache in $CACHE is kept)"
+}
+
+status() {
+  local host
+  for host in "${HOSTS[@]}"; do
+    if running "$host"; then echo "$host: running at ${ADDRESS[$host]}"; else echo "$host: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  reboot) reboot_machine "${2:?usage: lab.sh reboot HOST}" ;;
+  ssh) shift; lab_ssh "${1:?usage: lab.sh ssh HOST [COMMAND...]}" "${@:2}" ;;
+  inventory) write_inventory ;;
+  _supervise) supervise "$2" ;;
+  *) echo "usage: $0 up | down | status | reboot HOST | ssh HOST [COMMAND...] | inventory" >&2; exit 2 ;;
+esac
