@@ -8,15 +8,21 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests use: speech synthesis, shell lint, a second POSIX shell.
-APT_PACKAGES := espeak-ng shellcheck dash
-APT_COMMANDS := espeak-ng shellcheck dash
+# and for the lab: debootstrap, systemd-nspawn, iptables, ssh.
+APT_PACKAGES := espeak-ng shellcheck dash debootstrap systemd-container iptables openssh-client
+APT_COMMANDS := espeak-ng shellcheck dash debootstrap systemd-nspawn iptables ssh
+# Ansible and the lab tools run from the venv.
+export PATH := $(abspath $(BIN)):$(PATH)
+INVENTORY ?= inventory/lab/hosts.yml
 
-.PHONY: help setup system-deps lint test test-server bench clean
+.PHONY: help setup system-deps lint test test-server test-lab lab lab-down bench clean
 
 help:
-	@echo "make setup   install the system packages and the Python venv ($(VENV))"
-	@echo "make test    lint, then every test"
-	@echo "make lint    ruff, shellcheck"
+	@echo "make lab       boot the simulated two-host lab, provision it, transcribe through it"
+	@echo "make lab-down  destroy the lab (keeps the rootfs and wheel cache)"
+	@echo "make test      lint, server tests, then the lab sequence (converge, idempotence, check, verify, faults)"
+	@echo "make setup     install the system packages and the Python venv ($(VENV))"
+	@echo "make lint      ruff, shellcheck, yamllint, ansible-lint, syntax check"
 	@echo "make bench   benchmarks; figures go to bench-results/ (copy them into README.md)"
 	@echo "make clean   remove the venv and caches"
 
@@ -30,10 +36,10 @@ system-deps:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
 
-$(STAMP): server/pyproject.toml server/requirements.lock server/requirements-dev.txt
+$(STAMP): server/pyproject.toml server/requirements.lock server/requirements-dev.txt tests/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r server/requirements.lock -r server/requirements-dev.txt
+	$(BIN)/python -m pip install -q -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -e server
 	touch $@
 
@@ -41,11 +47,26 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	git ls-files -z '*.sh' .ci/run | xargs -0 -r shellcheck
+	git ls-files -z 'skills/*.sh' | xargs -0 -r shellcheck -s sh
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production site.yml playbooks roles
+	$(BIN)/ansible-playbook -i inventory/example/hosts.yml --syntax-check site.yml
 
 test-server: setup
 	cd server && ../$(BIN)/python -m pytest -q -ra tests
 
-test: lint test-server
+test-lab: setup
+	tests/lab/sequence.sh
+
+test: lint test-server test-lab
+
+lab: setup
+	tests/lab/lab.sh up
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml
+	@if [ -x tests/lab/demo.sh ]; then tests/lab/demo.sh; fi
+
+lab-down:
+	tests/lab/lab.sh down
 
 bench: setup
 	$(BIN)/python server/bench/bench.py --out bench-results

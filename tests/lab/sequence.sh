@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The lab test sequence that `make test` runs: up, converge, idempotence, check mode, verify, faults,
+# the end-to-end demo, destroy. Each step says what it proves; the first failure stops the sequence.
+# WHISPERLAB_KEEP=1 keeps the lab afterwards, for a look around.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LAB=tests/lab/lab.sh
+INVENTORY=inventory/lab/hosts.yml
+LOGS=${WHISPERLAB_LOGS:-/tmp/whisperlab-logs}
+mkdir -p "$LOGS"
+
+step() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
+
+finish() {
+  local status=$?
+  if [ "${WHISPERLAB_KEEP:-0}" = 1 ]; then
+    step "keeping the lab (WHISPERLAB_KEEP=1); remove it with: make lab-down"
+  else
+    step "destroy"
+    "$LAB" down
+  fi
+  exit "$status"
+}
+trap finish EXIT
+
+json_run() {  # label, then ansible-playbook arguments: machine-readable run, judged by changed.py
+  local label=$1; shift
+  ANSIBLE_STDOUT_CALLBACK=ansible.posix.json ansible-playbook -i "$INVENTORY" site.yml "$@" >"$LOGS/$label.json" \
+    || { python3 tests/lab/changed.py "$label" "$LOGS/$label.json" || true; return 1; }
+  python3 tests/lab/changed.py "$label" "$LOGS/$label.json"
+}
+
+step "lab up"
+"$LAB" up
+
+step "converge"
+ansible-playbook -i "$INVENTORY" site.yml
+
+step "idempotence: a second run changes nothing"
+json_run idempotence
+
+step "check mode: --check --diff changes nothing"
+json_run check --check --diff
+
+step "verify (testinfra)"
+python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider
+
+step "faults: reboot and kill -9"
+python3 -m pytest -q -ra tests/lab/faults.py --hosts=ansible://all --ansible-inventory="$INVENTORY" \
+  -p no:cacheprovider
+
+if [ -x tests/lab/demo.sh ]; then
+  step "end to end: the mac host transcribes through the wsl host"
+  tests/lab/demo.sh
+fi
