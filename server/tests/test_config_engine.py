@@ -74,6 +74,16 @@ def test_api_key_file(tmp_path):
         load_config(["--model", "x", "--api-key-file", str(key_file)], environ={})
 
 
+def test_api_key_from_the_environment_file(tmp_path):
+    config = load_config(["--model", "x"], environ={"WHISPER_API_KEY": " sk-env-456\n"})
+    assert config.api_key == "sk-env-456"
+    assert "sk-env-456" not in repr(config)
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file")
+    both = load_config(["--model", "x", "--api-key-file", str(key_file)], environ={"WHISPER_API_KEY": "env"})
+    assert both.api_key == "from-file"
+
+
 def probe(gpus=0, missing=()):
     return Probe(lambda: gpus, lambda lib: lib not in missing)
 

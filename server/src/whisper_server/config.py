@@ -120,6 +120,9 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     validate(config)
     if config.api_key_file is not None:
         config = _with_api_key(config)
+    elif environ.get("WHISPER_API_KEY", "").strip():
+        # For a 0600 EnvironmentFile; deliberately no flag, so the key never shows in `ps`.
+        config = replace(config, api_key=environ["WHISPER_API_KEY"].strip())
     return config
 
 
