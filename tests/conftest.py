@@ -2,20 +2,30 @@
 
     pytest tests/ --hosts='ansible://all' --ansible-inventory=inventory/<yours>/hosts.yml
 
-Each module names the inventory group it checks; hosts outside that group are skipped.
-tests/lab/ holds the simulated lab's own harness and fault checks (they reboot hosts), and is never
-collected here.
+A module that sets GROUP runs only on that inventory group's hosts; the others are deselected, not
+skipped, so they neither pass nor hide anything. tests/lab/ holds the simulated lab's own harness and
+fault checks (they reboot hosts) and is never collected here.
 """
 
-import pytest
+from __future__ import annotations
 
 collect_ignore = ["lab"]
 
 
-def in_group(host, group: str) -> bool:
-    return group in host.ansible.get_variables().get("group_names", [])
-
-
-@pytest.fixture
-def group_vars(host):
-    return host.ansible.get_variables()
+def pytest_collection_modifyitems(config, items):
+    groups: dict[str, frozenset[str]] = {}
+    keep, drop = [], []
+    for item in items:
+        group = getattr(item.module, "GROUP", None)
+        host = getattr(getattr(item, "callspec", None), "params", {}).get("_testinfra_host")
+        if group and host is not None:
+            name = host.backend.get_pytest_id()
+            if name not in groups:
+                groups[name] = frozenset(host.ansible.get_variables().get("group_names", []))
+        if group and host is not None and group not in groups[name]:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

