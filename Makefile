@@ -15,7 +15,7 @@ APT_COMMANDS := espeak-ng shellcheck dash debootstrap systemd-nspawn iptables ss
 export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
 
-.PHONY: help setup system-deps lint test test-server test-lab lab lab-down bench clean
+.PHONY: help setup system-deps lint test test-server test-skill test-lab lab lab-down bench clean
 
 help:
 	@echo "make lab       boot the simulated two-host lab, provision it, transcribe through it"
@@ -55,10 +55,13 @@ lint: setup
 test-server: setup
 	cd server && ../$(BIN)/python -m pytest -q -ra tests
 
+test-skill: setup
+	$(BIN)/python -m pytest -q -ra -p no:cacheprovider skills/tests
+
 test-lab: setup
 	tests/lab/sequence.sh
 
-test: lint test-server test-lab
+test: lint test-server test-skill test-lab
 
 lab: setup
 	tests/lab/lab.sh up
