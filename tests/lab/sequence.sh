@@ -45,8 +45,8 @@ json_run check --check --diff
 step "verify (testinfra)"
 python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider
 
-step "faults: reboot and kill -9"
-python3 -m pytest -q -ra tests/lab/faults.py --hosts=ansible://whisper_servers --ansible-inventory="$INVENTORY" \
+step "faults and changes: reboot, kill -9, a moved server address"
+python3 -m pytest -q -ra tests/lab/faults.py tests/lab/moves.py --hosts=ansible://all --ansible-inventory="$INVENTORY" \
   -p no:cacheprovider
 
 if [ -x tests/lab/demo.sh ]; then
