@@ -14,6 +14,7 @@ APT_COMMANDS := espeak-ng shellcheck dash debootstrap systemd-nspawn iptables ss
 # Ansible and the lab tools run from the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
+REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
 
 .PHONY: help setup system-deps lint test test-server test-skill test-lab lab lab-down bench clean
 
@@ -39,7 +40,8 @@ system-deps:
 $(STAMP): server/pyproject.toml server/requirements.lock server/requirements-dev.txt tests/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
+	# Once more on failure: a registry hiccup should not fail a whole run.
+	$(BIN)/python -m pip install -q $(REQUIREMENTS) || $(BIN)/python -m pip install -q $(REQUIREMENTS)
 	$(BIN)/python -m pip install -q --no-deps -e server
 	touch $@
 
