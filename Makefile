@@ -37,10 +37,10 @@ system-deps:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
 
+# The install is tried twice: a registry hiccup should not fail a whole run.
 $(STAMP): server/pyproject.toml server/requirements.lock server/requirements-dev.txt tests/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# Once more on failure: a registry hiccup should not fail a whole run.
 	$(BIN)/python -m pip install -q $(REQUIREMENTS) || $(BIN)/python -m pip install -q $(REQUIREMENTS)
 	$(BIN)/python -m pip install -q --no-deps -e server
 	touch $@

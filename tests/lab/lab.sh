@@ -4,7 +4,7 @@
 #   wsl  plays the Windows PC's WSL2 Ubuntu (the whisper_servers group)
 #   mac  plays the Mac running the assistant (the clients group)
 #
-# usage: lab.sh up | down | status | reboot HOST | wait HOST | ssh HOST [COMMAND...] | inventory
+# usage: lab.sh up | down | status | reboot HOST | wait HOST | leftovers | ssh HOST [COMMAND...] | inventory
 # Run as root. Everything it makes is named "wl-*" / tagged "whisperlab", so `down` removes exactly that.
 set -euo pipefail
 
@@ -282,6 +282,23 @@ down() {
   log "lab removed (the cache in $CACHE is kept)"
 }
 
+# Anything of the lab's left on this machine? Prints each leftover; fails if there is one.
+leftovers() {
+  local found=0 host
+  for host in "${HOSTS[@]}"; do
+    if ip netns list | grep -qw "^wl-$host"; then echo "network namespace wl-$host"; found=1; fi
+    if ip link show "wl-$host-h" >/dev/null 2>&1; then echo "link wl-$host-h"; found=1; fi
+  done
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then echo "bridge $BRIDGE"; found=1; fi
+  if iptables -S | grep -q whisperlab || iptables -t nat -S | grep -q whisperlab; then
+    echo "iptables rules tagged whisperlab"; found=1
+  fi
+  if grep -q -e "$STATE" -e /run/netns/wl- /proc/mounts; then echo "mounts under $STATE or /run/netns"; found=1; fi
+  if pgrep -f "systemd-nspawn .*--machine=wl-" >/dev/null; then echo "systemd-nspawn processes"; found=1; fi
+  if [ -e "$STATE" ]; then echo "state folder $STATE"; found=1; fi
+  return "$found"
+}
+
 status() {
   local host
   for host in "${HOSTS[@]}"; do
@@ -295,8 +312,9 @@ case "${1:-}" in
   status) status ;;
   reboot) reboot_machine "${2:?usage: lab.sh reboot HOST}" ;;
   wait) wait_ssh "${2:?usage: lab.sh wait HOST}" ;;
+  leftovers) leftovers ;;
   ssh) shift; lab_ssh "${1:?usage: lab.sh ssh HOST [COMMAND...]}" "${@:2}" ;;
   inventory) write_inventory ;;
   _supervise) supervise "$2" ;;
-  *) echo "usage: $0 up | down | status | reboot HOST | wait HOST | ssh HOST [COMMAND...] | inventory" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down | status | reboot HOST | wait HOST | leftovers | ssh HOST [COMMAND...] | inventory" >&2; exit 2 ;;
 esac

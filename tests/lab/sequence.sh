@@ -16,8 +16,12 @@ finish() {
   if [ "${WHISPERLAB_KEEP:-0}" = 1 ]; then
     step "keeping the lab (WHISPERLAB_KEEP=1); remove it with: make lab-down"
   else
-    step "destroy"
+    step "destroy, and check that nothing is left behind"
     "$LAB" down
+    if ! "$LAB" leftovers; then
+      echo "lab-down left the above behind" >&2
+      [ "$status" != 0 ] || status=1
+    fi
   fi
   exit "$status"
 }
