@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The lab test sequence that `make test` runs: up, converge, idempotence, check mode, verify, faults,
-# the end-to-end demo, destroy. Each step says what it proves; the first failure stops the sequence.
+# The lab test sequence that `make test` runs: up, check mode on fresh hosts, converge, idempotence,
+# check mode, verify, faults, the end-to-end demo, destroy. Each step says what it proves; the first failure stops the sequence.
 # WHISPERLAB_KEEP=1 keeps the lab afterwards, for a look around.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,6 +36,11 @@ json_run() {  # label, then ansible-playbook arguments: machine-readable run, ju
 
 step "lab up"
 "$LAB" up
+
+step "check mode before the first run: --check --diff must not fail on fresh hosts"
+ansible-playbook -i "$INVENTORY" site.yml --check --diff >"$LOGS/check-fresh.log" \
+  || { tail -n 40 "$LOGS/check-fresh.log"; exit 1; }
+grep -A3 '^PLAY RECAP' "$LOGS/check-fresh.log"
 
 step "converge"
 ansible-playbook -i "$INVENTORY" site.yml
