@@ -29,6 +29,22 @@ SENTENCES = {
     "weather": "Tomorrow the weather will be sunny with a light breeze from the west.",
 }
 
+# Every segment field OpenAI documents for verbose_json: the contract, written down once.
+OPENAI_SEGMENT_FIELDS = frozenset(
+    {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    }
+)
+
 # container, codec, sample rate: the formats voice notes arrive in.
 FORMATS = {
     "wav": ("wav", "pcm_s16le", 16000),

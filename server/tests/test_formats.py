@@ -2,6 +2,7 @@
 
 import json
 
+import support
 from whisper_server import formats
 from whisper_server.engine import Info, Segment, Word
 
@@ -74,18 +75,7 @@ def test_verbose_json_has_every_openai_segment_field():
     assert body["text"].startswith("Hello world.")
     assert "words" not in body
     first = body["segments"][0]
-    assert set(first) == {
-        "id",
-        "seek",
-        "start",
-        "end",
-        "text",
-        "tokens",
-        "temperature",
-        "avg_logprob",
-        "compression_ratio",
-        "no_speech_prob",
-    }
+    assert set(first) == support.OPENAI_SEGMENT_FIELDS
     assert first["tokens"] == [1, 2]
     assert body["segments"][1]["seek"] == 250
 

@@ -55,18 +55,7 @@ def test_verbose_json_with_words(server, report_wav):
     assert body["task"] == "transcribe" and body["language"] == "english"
     assert abs(body["duration"] - duration) < 0.05
     for segment in body["segments"]:
-        assert {
-            "id",
-            "seek",
-            "start",
-            "end",
-            "text",
-            "tokens",
-            "temperature",
-            "avg_logprob",
-            "compression_ratio",
-            "no_speech_prob",
-        } <= set(segment)
+        assert support.OPENAI_SEGMENT_FIELDS <= set(segment)
         assert 0 <= segment["start"] < segment["end"] <= duration + 0.5
         assert segment["tokens"] and all(isinstance(t, int) for t in segment["tokens"])
     words = body["words"]

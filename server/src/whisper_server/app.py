@@ -55,9 +55,9 @@ class State:
 
     @property
     def model_ids(self) -> tuple[str, ...]:
-        return self.config.model_aliases + tuple(
-            name for name in (model_name(self.config.model),) if name not in self.config.model_aliases
-        )
+        """The names the loaded model answers to: the aliases, then its own name."""
+        aliases, own = self.config.model_aliases, model_name(self.config.model)
+        return aliases if own in aliases else (*aliases, own)
 
 
 def model_name(model: str) -> str:

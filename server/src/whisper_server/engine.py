@@ -233,7 +233,7 @@ def load_engine(config: Config, probe: Probe = SYSTEM_PROBE) -> LoadedEngine:
     try:
         return _load_on(config, device, warnings)
     except ModelLoadError as exc:
-        if device == "cuda" and config.device == "auto" and "libc" in str(exc):
+        if device == "cuda" and config.device == "auto" and "libcu" in str(exc):
             warning = f"{exc}. Falling back to CPU."
             log.warning(warning)
             return _load_on(config, "cpu", warnings + [warning])
