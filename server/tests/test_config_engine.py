@@ -154,3 +154,21 @@ def test_cli_fails_fast_on_a_missing_model(tmp_path):
     result = run_cli("--model", str(tmp_path / "absent"), "--port", str(free_port()), "--host", "127.0.0.1")
     assert result.returncode == 1
     assert "cannot start" in result.stdout and "does not exist" in result.stdout
+
+
+def test_cuda_failing_at_warm_up_falls_back_to_cpu_on_auto(monkeypatch):
+    """CTranslate2 opens cuBLAS lazily, so a broken CUDA setup can pass the probe and fail on the
+    first decode; auto must still come up on the CPU, and cuda must refuse."""
+    from whisper_server import engine
+
+    def fake_load(config, device, warnings):
+        if device == "cuda":
+            raise ModelLoadError("Library libcublas.so.12 is not found or cannot be loaded: " + CUDA_FIX)
+        return engine.LoadedEngine(object(), device, "int8", None, list(warnings))
+
+    monkeypatch.setattr(engine, "_load_on", fake_load)
+    loaded = load_engine(Config(model="x"), probe(1))
+    assert loaded.device == "cpu"
+    assert "libcublas.so.12" in loaded.warnings[0] and "Falling back to CPU" in loaded.warnings[0]
+    with pytest.raises(ModelLoadError, match="libcublas"):
+        load_engine(Config(model="x", device="cuda"), probe(1))
