@@ -227,14 +227,16 @@ def test_429_is_retried_after_retry_after(shell, tmp_path_factory, audio):
     assert support.wer(support.SENTENCES["report"], (audio.folder / "note.txt").read_text()) <= MAX_WER
 
 
-def test_429_until_the_deadline_gives_up(shell, tmp_path_factory, audio):
-    """A stub that always answers 429 (Retry-After: 1): the script retries, then gives up at its timeout."""
+@pytest.mark.parametrize("code", [429, 503])
+def test_busy_or_starting_until_the_deadline_gives_up(shell, audio, code):
+    """A stub that always answers 429 or 503 (Retry-After: 1): the script retries, then gives up at its
+    timeout."""
 
     class Busy(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = b'{"error": {"message": "busy \\"now\\"", "type": "rate_limit_error", "param": null, "code": "q"}}'
-            self.send_response(429)
+            self.send_response(code)
             self.send_header("Retry-After", "1")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -253,7 +255,7 @@ def test_429_until_the_deadline_gives_up(shell, tmp_path_factory, audio):
         stub.shutdown()
     assert result.returncode == 1
     assert result.stderr.count("retrying in 1s") >= 1
-    assert 'giving up after 3s: HTTP 429 (busy "now")' in result.stderr
+    assert f'giving up after 3s: HTTP {code} (busy "now")' in result.stderr
     assert not (audio.folder / "note.txt").exists()
 
 
