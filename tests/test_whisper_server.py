@@ -64,6 +64,13 @@ def test_wsl_conf_enables_systemd(host, facts):
     assert "systemd=true" in section
 
 
+def test_nvidia_smi_on_path_for_non_interactive_shells(host, facts):
+    if not host.file("/usr/lib/wsl/lib/nvidia-smi").exists:
+        pytest.skip("no /usr/lib/wsl/lib/nvidia-smi (no NVIDIA driver on the Windows side)")
+    # host.run is a non-interactive SSH command: no profile, no bashrc.
+    assert host.check_output("command -v nvidia-smi") == "/usr/local/bin/nvidia-smi"
+
+
 def test_linger_is_on(host, facts):
     assert host.file(f"/var/lib/systemd/linger/{facts['user']}").exists
     assert host.check_output(f"loginctl show-user {facts['user']} -p Linger") == "Linger=yes"

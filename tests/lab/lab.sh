@@ -134,6 +134,18 @@ create_machine() {
   for key in "$dir.partial"/etc/ssh/ssh_host_*_key.pub; do
     echo "${ADDRESS[$host]} $(cut -d' ' -f1,2 "$key")"
   done >"$STATE/ssh/known_hosts.$host"
+  if [ "$host" = wsl ]; then
+    # WSL's layout: the Windows driver's tools live in /usr/lib/wsl/lib, off PATH. This stand-in
+    # nvidia-smi behaves like one that finds no GPU, so the wsl and cuda roles take their real paths.
+    mkdir -p "$dir.partial/usr/lib/wsl/lib"
+    cat >"$dir.partial/usr/lib/wsl/lib/nvidia-smi" <<'STUB'
+#!/bin/sh
+# whisperlab lab stand-in: a WSL box whose Windows side has no NVIDIA GPU.
+echo "No devices were found" >&2
+exit 6
+STUB
+    chmod 0755 "$dir.partial/usr/lib/wsl/lib/nvidia-smi"
+  fi
   # pip's wheel cache lives on the controller, so a rebuilt lab downloads nothing twice.
   install -d -o 1000 -g 1000 "$CACHE/pip" "$dir.partial/home/$LAB_USER/.cache" "$dir.partial/home/$LAB_USER/.cache/pip"
   mv "$dir.partial" "$dir"
