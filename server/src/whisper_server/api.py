@@ -210,12 +210,13 @@ def _event(payload: dict) -> str:
 
 def _sse(segments, outcome: dict, stack: ExitStack, request_id: str):
     """OpenAI's transcription stream: a transcript.text.delta per segment, then transcript.text.done."""
-    texts = []
+    sent = []
     try:
         for segment in segments:
-            texts.append(segment.text if texts else segment.text.lstrip())
-            yield _event({"type": "transcript.text.delta", "delta": texts[-1]})
-        text = "".join(texts).strip()
+            # The first delta loses Whisper's leading space, so the deltas join up to the done text.
+            yield _event({"type": "transcript.text.delta", "delta": segment.text if sent else segment.text.lstrip()})
+            sent.append(segment)
+        text = formats.full_text(sent)
         yield _event({"type": "transcript.text.done", "text": text, "usage": formats.usage(outcome["info"])})
     except Exception:
         # The headers are sent already, so a fault travels as an error event, in OpenAI's envelope.
