@@ -9,6 +9,12 @@ fault checks (they reboot hosts) and is never collected here.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# The server's test helpers (speech synthesis, WER) serve these checks too: `import support`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "tests"))
+
 collect_ignore = ["lab"]
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import sys
-from pathlib import Path
 
 import pytest
 import testinfra
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "tests"))
-import support  # noqa: E402
+import support
 
 GROUP = "clients"
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "tests"))
-import support  # noqa: E402
+import support
 
 GROUP = "whisper_servers"
 
