@@ -12,7 +12,7 @@ import pytest
 
 from conftest import FakeEngine, make_app
 from whisper_server.app import create_app
-from whisper_server.config import Config
+from whisper_server.config import OPENAI_MODEL_NAMES, Config
 from whisper_server.engine import LoadedEngine
 
 URL = "/v1/audio/transcriptions"
@@ -103,8 +103,9 @@ def test_translation_sets_the_task_and_ignores_language(client, wav_bytes, fake_
     "fields, status, param",
     [
         ({"model": ""}, 400, "model"),
-        ({"model": "gpt-4o-transcribe"}, 404, "model"),
+        ({"model": "gpt-4o-transcribe-diarize"}, 404, "model"),
         ({"response_format": "xml"}, 400, "response_format"),
+        ({"response_format": "diarized_json"}, 400, "response_format"),
         ({"temperature": "hot"}, 400, "temperature"),
         ({"temperature": "1.5"}, 400, "temperature"),
         ({"temperature": "-0.1"}, 400, "temperature"),
@@ -187,10 +188,45 @@ def test_auth(wav_bytes):
 def test_models(client):
     listing = client.get("/v1/models").get_json()
     assert listing["object"] == "list"
-    assert [m["id"] for m in listing["data"]] == ["whisper-1", "tiny.en"]
+    assert [m["id"] for m in listing["data"]] == [*OPENAI_MODEL_NAMES, "tiny.en"]
     assert all(m["object"] == "model" and isinstance(m["created"], int) for m in listing["data"])
     assert client.get("/v1/models/tiny.en").get_json()["id"] == "tiny.en"
     assert_envelope(client.get("/v1/models/whisper-9"), 404, "model", "model_not_found")
+
+
+@pytest.mark.parametrize("name", OPENAI_MODEL_NAMES)
+def test_openai_model_names_answer_by_default(client, wav_bytes, fake_engine, name):
+    # OpenClaw's voice-note path and its bundled skill send gpt-4o-transcribe unless told otherwise.
+    response = post(client, wav_bytes, model=name)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert client.get(f"/v1/models/{name}").status_code == 200
+
+
+def test_newer_openai_fields_are_accepted_and_ignored(client, wav_bytes, fake_engine):
+    response = client.post(
+        URL,
+        content_type="multipart/form-data",
+        data={
+            "model": "gpt-4o-transcribe",
+            "chunking_strategy": "auto",
+            "include[]": "logprobs",
+            "file": (io.BytesIO(wav_bytes), "a.wav"),
+        },
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["text"]
+
+
+def test_diarized_json_is_refused_clearly(client, wav_bytes, fake_engine):
+    error = assert_envelope(post(client, wav_bytes, response_format="diarized_json"), 400, "response_format")
+    assert "diarization" in error["message"] and "json" in error["message"]
+    assert fake_engine.calls == []
+
+
+def test_narrowed_names_refuse_the_others(wav_bytes):
+    client = make_app(model_aliases=("whisper-1",)).test_client()
+    assert_envelope(post(client, wav_bytes, model="gpt-4o-transcribe"), 404, "model", "model_not_found")
+    assert [m["id"] for m in client.get("/v1/models").get_json()["data"]] == ["whisper-1", "tiny.en"]
 
 
 def test_aliases_map_to_the_loaded_model(wav_bytes):

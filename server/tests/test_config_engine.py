@@ -9,7 +9,7 @@ import pytest
 
 from conftest import free_port
 from whisper_server.admission import Admission, QueueFull
-from whisper_server.config import Config, ConfigError, load_config
+from whisper_server.config import OPENAI_MODEL_NAMES, Config, ConfigError, load_config
 from whisper_server.engine import (
     CUDA_FIX,
     ModelLoadError,
@@ -24,7 +24,8 @@ def test_defaults():
     config = load_config(["--model", "small"], environ={})
     assert (config.host, config.port, config.device, config.compute_type) == ("0.0.0.0", 8000, "auto", "auto")
     assert (config.workers, config.max_queue, config.max_upload_mb, config.vad) == (1, 8, 25.0, True)
-    assert config.model_aliases == ("whisper-1",)
+    assert config.model_aliases == OPENAI_MODEL_NAMES
+    assert "gpt-4o-transcribe" in config.model_aliases
     assert config.api_key is None and config.max_upload_bytes == 25 * 1024 * 1024
 
 
@@ -34,6 +35,7 @@ def test_environment_then_flags():
         "WHISPER_PORT": "9000",
         "WHISPER_WORKERS": "2",
         "WHISPER_VAD": "false",
+        "WHISPER_MODEL_NAMES": "whisper-1, gpt-4o-transcribe",
         "WHISPER_MODEL_ALIAS": "gpt-4o-transcribe, whisper-1,local",
         "WHISPER_BATCH_SIZE": "8",
     }
@@ -42,6 +44,8 @@ def test_environment_then_flags():
     assert config.model_aliases == ("whisper-1", "gpt-4o-transcribe", "local")
     flagged = load_config(["--port", "9100", "--vad"], environ=env)
     assert flagged.port == 9100 and flagged.vad is True
+    narrowed = load_config(["--model-names", "whisper-1"], environ={"WHISPER_MODEL": "base"})
+    assert narrowed.model_aliases == ("whisper-1",)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +58,7 @@ def test_environment_then_flags():
         (["--model", "x"], {"WHISPER_PORT": "eighty"}, "WHISPER_PORT"),
         (["--model", "x", "--max-upload-mb", "0"], {}, "--max-upload-mb"),
         (["--model", "x"], {"WHISPER_VAD": "perhaps"}, "WHISPER_VAD"),
+        (["--model", "x", "--model-names", " , "], {}, "--model-names"),
     ],
 )
 def test_invalid_settings_are_named(argv, env, fragment):

@@ -56,7 +56,10 @@ class Params:
 
 
 def parse_params(form, task: str, multilingual: bool, model_ids) -> Params:
-    """All request validation, in one place. Raises APIError (400/404)."""
+    """All request validation, in one place. Raises APIError (400/404).
+
+    Fields newer OpenAI clients send that change nothing here (chunking_strategy, include[]) are
+    accepted and ignored, as is any other field this server does not read."""
     model = (form.get("model") or "").strip()
     if not model:
         raise bad_request("you must provide a model parameter", "model", "missing_required_parameter")
@@ -68,6 +71,13 @@ def parse_params(form, task: str, multilingual: bool, model_ids) -> Params:
             code="model_not_found",
         )
     response_format = form.get("response_format") or "json"
+    if response_format == "diarized_json":
+        raise bad_request(
+            "response_format 'diarized_json' needs speaker diarization, which this server does not do. "
+            f"Use one of {sorted(formats.FORMATTERS)}.",
+            "response_format",
+            "unsupported_value",
+        )
     if response_format not in formats.FORMATTERS:
         raise bad_request(
             f"'{response_format}' is not one of {sorted(formats.FORMATTERS)} - 'response_format'",

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_ALIAS = "whisper-1"
+# OpenAI's transcription model names. Clients default to one of them (OpenClaw and its bundled skill
+# send gpt-4o-transcribe), so by default each one answers for the loaded model.
+OPENAI_MODEL_NAMES = (
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-transcribe",
+)
 
 
 class ConfigError(ValueError):
@@ -32,7 +40,7 @@ class Config:
     max_upload_mb: float = 25.0
     api_key_file: Optional[Path] = None
     log_dir: Optional[Path] = None
-    model_aliases: tuple[str, ...] = (DEFAULT_ALIAS,)
+    model_aliases: tuple[str, ...] = OPENAI_MODEL_NAMES
     vad: bool = True
     beam_size: int = 5
     batch_size: int = 0
@@ -58,6 +66,12 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB"),
     ("api_key_file", Path, None, "file holding the API key; when set, requests need 'Authorization: Bearer <key>'"),
     ("log_dir", Path, None, "folder for the rotating request log (stdout always gets it too)"),
+    (
+        "model_names",
+        str,
+        ",".join(OPENAI_MODEL_NAMES),
+        "comma-separated OpenAI model names that map to the loaded model (narrow it to refuse the others)",
+    ),
     ("model_alias", str, "", "comma-separated extra model names that map to the loaded model"),
     ("beam_size", int, 5, "beam size for decoding"),
     ("batch_size", int, 0, "batch size for faster-whisper's BatchedInferencePipeline; 0 or 1 = sequential"),
@@ -114,8 +128,8 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     environ = os.environ if environ is None else environ
     args = vars(build_parser(environ).parse_args(argv))
     values = {name: _convert(name, kind, args[name]) for name, kind, _, _ in _OPTIONS}
-    aliases = [DEFAULT_ALIAS] + [a.strip() for a in str(values.pop("model_alias")).split(",") if a.strip()]
-    values["model_aliases"] = tuple(dict.fromkeys(aliases))
+    names = _names(values.pop("model_names")) + _names(values.pop("model_alias"))
+    values["model_aliases"] = tuple(dict.fromkeys(names))
     config = Config(vad=args["vad"], **values)
     validate(config)
     if config.api_key_file is not None:
@@ -126,10 +140,16 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     return config
 
 
+def _names(value: object) -> list[str]:
+    return [name.strip() for name in str(value).split(",") if name.strip()]
+
+
 def validate(config: Config) -> None:
     problems = []
     if not config.model:
         problems.append("--model / WHISPER_MODEL is required")
+    if not config.model_aliases:
+        problems.append("--model-names / WHISPER_MODEL_NAMES: give at least one name, such as whisper-1")
     if config.device not in DEVICES:
         problems.append(f"--device must be one of {', '.join(DEVICES)}, not {config.device!r}")
     if not 0 < config.port < 65536:
