@@ -104,6 +104,16 @@ def test_official_openai_client(server, report_wav):
     translated = client.audio.translations.create(model="whisper-1", file=("note.wav", report_wav))
     assert support.wer(support.SENTENCES["report"], translated.text) <= MAX_WER
     assert "whisper-1" in [m.id for m in client.models.list()]
+    # OpenClaw's default model, with the fields a newer client adds.
+    newer = client.audio.transcriptions.create(
+        model="gpt-4o-transcribe", file=("note.wav", report_wav), chunking_strategy="auto", include=["logprobs"]
+    )
+    assert support.wer(support.SENTENCES["report"], newer.text) <= MAX_WER
+    assert {"gpt-4o-transcribe", "gpt-4o-mini-transcribe"} <= {m.id for m in client.models.list()}
+    with pytest.raises(openai.BadRequestError, match="diariz"):
+        client.audio.transcriptions.create(
+            model="gpt-4o-transcribe", file=("note.wav", report_wav), response_format="diarized_json"
+        )
     assert client.models.retrieve("tiny.en").id == "tiny.en"
     with pytest.raises(openai.NotFoundError):
         client.audio.transcriptions.create(model="whisper-9", file=("note.wav", report_wav))
