@@ -146,13 +146,30 @@ def test_installed_config_is_the_fallback(shell, server, audio, tmp_path_factory
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["-h"], ["--help"], ["{audio}", "--bogus"], ["{audio}", "--out"], ["{audio}", "--model"]],
+    [
+        [],
+        [""],
+        ["-h"],
+        ["--help"],
+        ["{audio}", "--bogus"],
+        ["{audio}", "-h"],
+        ["{audio}", "--model", "gpt-4o-transcribe-diarize", "--prompt", "names"],
+    ],
 )
 def test_usage_errors_exit_2(shell, audio, args):
+    # The bundled script's exit codes: 2 for these, with no request made (no server is configured).
     result = run(shell, *[str(audio.path) if a == "{audio}" else a for a in args])
-    assert result.returncode == 2
-    assert "Usage:" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Usage:" in result.stderr or "not supported with gpt-4o-transcribe-diarize" in result.stderr
     assert not (audio.folder / "note.txt").exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--model", "--language", "--prompt"])
+def test_a_flag_without_its_value_exits_1_like_the_bundled_script(shell, audio, flag):
+    result = run(shell, audio.path, flag)
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"{flag} needs a value" in result.stderr
 
 
 def test_missing_file_exits_1(shell, tmp_path):
@@ -269,3 +286,175 @@ def test_cloud_fallback_is_off_by_default_and_reported_when_on(shell, server, au
     assert on.returncode == 0, on.stderr
     assert "falling back to OpenAI's cloud" in on.stderr
     assert (audio.folder / "note.txt").read_text().strip()
+
+
+class Recorder:
+    """A stand-in server that records each request's form fields and Authorization header, and answers
+    with `answer(handler)`: (status, content type, body), after `delay` seconds."""
+
+    def __init__(self, answer=None, delay=0.0):
+        self.requests = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                recorder.requests.append({"auth": self.headers.get("Authorization"), **_fields(body)})
+                time.sleep(delay)
+                status, kind, reply = (answer or _text_answer)(recorder.requests[-1])
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except OSError:
+                    pass  # the client gave up first
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _fields(body: bytes) -> dict:
+    """The text parts of a multipart body (the file part by its presence only)."""
+    fields = {}
+    for part in body.split(b"\r\n--"):
+        head, _, value = part.partition(b"\r\n\r\n")
+        if b'name="' not in head:
+            continue
+        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+        fields[name] = "<file>" if name == "file" else value.rstrip(b"\r\n-").decode()
+    return fields
+
+
+def _text_answer(fields):
+    if fields.get("response_format") in ("json", "diarized_json"):
+        return 200, "application/json", json.dumps({"text": "Hello from the stub."}).encode()
+    return 200, "text/plain", b"Hello from the stub.\n"
+
+
+@pytest.fixture
+def recorder():
+    stub = Recorder()
+    yield stub
+    stub.close()
+
+
+@pytest.mark.parametrize(
+    "args, model, wire_format, written",
+    [
+        # The bundled default model is gpt-4o-transcribe; it keeps the JSON's text, with no final newline.
+        ([], "gpt-4o-transcribe", "text", "Hello from the stub."),
+        (["--model", "gpt-4o-mini-transcribe"], "gpt-4o-mini-transcribe", "text", "Hello from the stub."),
+        (["--model", "whisper-1"], "whisper-1", "text", "Hello from the stub.\n"),
+        (["--json"], "gpt-4o-transcribe", "json", '{"text": "Hello from the stub."}'),
+    ],
+)
+def test_requests_and_outputs_follow_the_bundled_contract(shell, recorder, audio, args, model, wire_format, written):
+    result = run(shell, audio.path, *args, env={"WHISPER_API_URL": recorder.url, "WHISPER_API_KEY": "k"})
+    assert result.returncode == 0, result.stderr
+    [sent] = recorder.requests
+    assert (sent["model"], sent["response_format"], sent["file"]) == (model, wire_format, "<file>")
+    assert sent["auth"] == "Bearer k"
+    out = audio.folder / ("note.json" if "--json" in args else "note.txt")
+    assert result.stdout == f"{out}\n"
+    assert out.read_text() == written
+
+
+def test_diarize_asks_for_diarized_json_and_the_local_refusal_is_a_failure(shell, server, recorder, audio):
+    result = run(shell, audio.path, "--model", "gpt-4o-transcribe-diarize", env={"WHISPER_API_URL": recorder.url})
+    assert result.returncode == 0, result.stderr
+    assert recorder.requests[0]["response_format"] == "diarized_json"
+    assert recorder.requests[0]["chunking_strategy"] == "auto"
+    (audio.folder / "note.txt").unlink()
+    refused = run(shell, audio.path, "--model", "gpt-4o-transcribe-diarize", env=local(server))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "HTTP 400" in refused.stderr and "diarization" in refused.stderr
+    assert not (audio.folder / "note.txt").exists()
+
+
+def test_the_real_server_answers_the_default_model(shell, server, audio):
+    result = run(shell, audio.path, env=local(server))
+    assert result.returncode == 0, result.stderr
+    text = (audio.folder / "note.txt").read_text()
+    assert not text.endswith("\n")
+    assert support.wer(support.SENTENCES["report"], text) <= MAX_WER
+
+
+def test_installed_config_beats_openai_base_url_and_says_so(shell, recorder, audio, tmp_path_factory):
+    config = tmp_path_factory.mktemp("cfg") / "client.env"
+    config.write_text(f"WHISPER_API_URL={recorder.url}\nWHISPER_API_KEY=lan-key\n")
+    cloud = Recorder()
+    try:
+        env = {"WHISPER_SKILL_CONFIG": str(config), "OPENAI_BASE_URL": cloud.url, "OPENAI_API_KEY": "sk-real"}
+        result = run(shell, audio.path, env=env)
+    finally:
+        cloud.close()
+    assert result.returncode == 0, result.stderr
+    assert cloud.requests == [], "the audio went to OPENAI_BASE_URL"
+    assert [r["auth"] for r in recorder.requests] == ["Bearer lan-key"], "the user's OpenAI key reached the LAN"
+    assert "not OPENAI_BASE_URL" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["wsl.home:8000/v1", "http://", "http://wsl home/v1", "ftp://wsl.home/v1", "http://a/b\"c"])
+def test_a_malformed_url_fails_fast(shell, audio, url):
+    started = time.monotonic()
+    result = run(shell, audio.path, env={"WHISPER_API_URL": url})
+    assert result.returncode == 1 and "malformed server URL" in result.stderr
+    assert time.monotonic() - started < 10
+    assert not (audio.folder / "note.txt").exists()
+
+
+def test_extensionless_input_in_a_dotted_folder_gets_a_sibling(shell, recorder, tmp_path, ogg):
+    media = tmp_path / ".openclaw" / "media" / "inbound"
+    media.mkdir(parents=True)
+    note = Audio(media, ogg, name="file_42")
+    result = run(shell, note.path, env={"WHISPER_API_URL": recorder.url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{media / 'file_42.txt'}\n"
+    assert (media / "file_42.txt").exists() and not (tmp_path / ".txt").exists()
+    dotted = Audio(media, ogg, name=".note")
+    result = run(shell, dotted.path, "--json", env={"WHISPER_API_URL": recorder.url})
+    assert result.stdout == f"{media / '.note.json'}\n"
+    note.assert_untouched()
+    dotted.assert_untouched()
+
+
+def test_out_naming_a_folder_is_refused(shell, recorder, audio):
+    result = run(shell, audio.path, "--out", audio.folder, env={"WHISPER_API_URL": recorder.url})
+    assert result.returncode == 1 and "names a folder" in result.stderr
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize("trouble", ["slow", "error"])
+def test_no_cloud_fallback_when_the_local_server_answered(shell, audio, trouble):
+    """The opt-in fallback is for a server that cannot be reached. A slow one (timed out) or one that
+    answered with an error keeps the audio on the LAN."""
+    if trouble == "slow":
+        lan = Recorder(delay=6)
+    else:
+        lan = Recorder(answer=lambda _: (500, "application/json", b'{"error": {"message": "boom"}}'))
+    cloud = Recorder()
+    try:
+        env = {
+            "WHISPER_API_URL": lan.url,
+            "WHISPER_TIMEOUT": "3",
+            "WHISPER_FALLBACK_OPENAI": "1",
+            "WHISPER_FALLBACK_URL": cloud.url,
+            "OPENAI_API_KEY": "sk-real",
+        }
+        result = run(shell, audio.path, env=env)
+    finally:
+        lan.close()
+        cloud.close()
+    assert result.returncode == 1
+    assert cloud.requests == [] and "falling back" not in result.stderr
+    assert not (audio.folder / "note.txt").exists()

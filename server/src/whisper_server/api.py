@@ -60,6 +60,14 @@ def parse_params(form, task: str, multilingual: bool, model_ids) -> Params:
 
     Fields newer OpenAI clients send that change nothing here (chunking_strategy, include[]) are
     accepted and ignored, as is any other field this server does not read."""
+    response_format = form.get("response_format") or "json"
+    if response_format == "diarized_json":  # before the model: gpt-4o-transcribe-diarize asks for it
+        raise bad_request(
+            "response_format 'diarized_json' needs speaker diarization, which this server does not do. "
+            f"Use one of {sorted(formats.FORMATTERS)}.",
+            "response_format",
+            "unsupported_value",
+        )
     model = (form.get("model") or "").strip()
     if not model:
         raise bad_request("you must provide a model parameter", "model", "missing_required_parameter")
@@ -69,14 +77,6 @@ def parse_params(form, task: str, multilingual: bool, model_ids) -> Params:
             f"The model '{model}' does not exist. Available: {', '.join(model_ids)}.",
             param="model",
             code="model_not_found",
-        )
-    response_format = form.get("response_format") or "json"
-    if response_format == "diarized_json":
-        raise bad_request(
-            "response_format 'diarized_json' needs speaker diarization, which this server does not do. "
-            f"Use one of {sorted(formats.FORMATTERS)}.",
-            "response_format",
-            "unsupported_value",
         )
     if response_format not in formats.FORMATTERS:
         raise bad_request(
