@@ -8,9 +8,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests use: speech synthesis, shell lint, a second POSIX shell.
-# and for the lab: debootstrap, systemd-nspawn, iptables, ssh.
-APT_PACKAGES := espeak-ng shellcheck dash debootstrap systemd-container iptables openssh-client
-APT_COMMANDS := espeak-ng shellcheck dash debootstrap systemd-nspawn iptables ssh
+# and for the lab: debootstrap, systemd-nspawn, iptables, ssh, and npm (OpenClaw and its Node come from the npm registry).
+APT_PACKAGES := espeak-ng shellcheck dash debootstrap systemd-container iptables openssh-client npm
+APT_COMMANDS := espeak-ng shellcheck dash debootstrap systemd-nspawn iptables ssh npm
 # Ansible and the lab tools run from the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml

