@@ -404,7 +404,9 @@ def test_installed_config_beats_openai_base_url_and_says_so(shell, recorder, aud
     assert "not OPENAI_BASE_URL" in result.stderr
 
 
-@pytest.mark.parametrize("url", ["wsl.home:8000/v1", "http://", "http://wsl home/v1", "ftp://wsl.home/v1", "http://a/b\"c"])
+@pytest.mark.parametrize(
+    "url", ["wsl.home:8000/v1", "http://", "http://wsl home/v1", "ftp://wsl.home/v1", 'http://a/b"c']
+)
 def test_a_malformed_url_fails_fast(shell, audio, url):
     started = time.monotonic()
     result = run(shell, audio.path, env={"WHISPER_API_URL": url})
