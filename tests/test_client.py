@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -88,3 +90,43 @@ def test_skill_transcribes_end_to_end(host, setup, tmp_path):
         assert host.check_output(f'sha256sum "{remote}"').split()[0] == digest
     finally:
         host.run(f"rm -rf {folder}")
+
+
+@pytest.fixture(scope="module")
+def openclaw(host, setup):
+    """The user's openclaw command (login PATH), or a skip naming why: the openclaw role skips too."""
+    found = host.run(f"sudo -u {setup['user']} -H sh -lc 'command -v openclaw'")
+    if found.rc != 0:
+        pytest.skip(f"OpenClaw is not installed for {setup['user']}; the openclaw role skipped it as well")
+    return lambda command: host.run(as_user(setup, f"openclaw {command}"))
+
+
+def test_openclaw_voice_notes_go_to_the_server(setup, openclaw):
+    assert openclaw("config validate").rc == 0
+    models = json.loads(openclaw("config get tools.media.models --json").stdout)
+    ours = [m for m in models if m.get("profile") == "openai:whisperlab"]
+    assert len(ours) == 1
+    assert ours[0]["baseUrl"].startswith(f"http://{setup['alias']}:") and ours[0]["capabilities"] == ["audio"]
+    assert json.loads(openclaw("config get tools.media.audio.enabled --json").stdout) is True
+    profiles = json.loads(openclaw("models auth list --json --provider openai").stdout)["profiles"]
+    assert "openai:whisperlab" in [p["id"] for p in profiles]
+
+
+def test_openclaw_config_backup_is_private(host, setup, openclaw):
+    config = openclaw("config file").stdout.strip().splitlines()[-1].replace("~", setup["home"], 1)
+    backup = host.file(config + ".whisperlab-backup")
+    if backup.exists:  # there is none when OpenClaw had no config before the role's first change
+        assert backup.mode == 0o600 and backup.user == setup["user"]
+    fingerprint = host.file(f"{setup['home']}/.config/whisperlab/openclaw-profile.sha256")
+    assert fingerprint.mode == 0o600
+
+
+def test_openclaw_config_holds_no_key(host, setup, openclaw, request):
+    inventory_dir = Path(request.config.option.ansible_inventory).resolve().parent
+    key_file = host.ansible.get_variables().get(
+        "whisperlab_api_key_file", "{{ inventory_dir }}/.secrets/whisper_api_key"
+    )
+    key = Path(key_file.replace("{{ inventory_dir }}", str(inventory_dir))).read_text().strip()
+    assert key.startswith("sk-"), "OpenClaw stores only sk- keys in an openai profile"
+    config = openclaw("config file").stdout.strip().splitlines()[-1].replace("~", setup["home"], 1)
+    assert key not in host.file(config).content_string

@@ -43,13 +43,21 @@ ansible-playbook -i "$INVENTORY" site.yml --check --diff >"$LOGS/check-fresh.log
 grep -A3 '^PLAY RECAP' "$LOGS/check-fresh.log"
 
 step "converge"
-ansible-playbook -i "$INVENTORY" site.yml
+ansible-playbook -i "$INVENTORY" site.yml | tee "$LOGS/converge.log"
 
 step "idempotence: a second run changes nothing"
 json_run idempotence
 
 step "check mode: --check --diff changes nothing"
 json_run check --check --diff
+
+step "secrets: the API key is in none of the runs' output (converge, idempotence, check mode)"
+key_file=inventory/lab/.secrets/whisper_api_key
+[ -s "$key_file" ] || { echo "no API key at $key_file" >&2; exit 1; }
+for log in "$LOGS"/converge.log "$LOGS"/idempotence.json "$LOGS"/check.json; do
+  if grep -qF -- "$(cat "$key_file")" "$log"; then echo "the API key is printed in $log" >&2; exit 1; fi
+done
+echo "ok"
 
 step "verify (testinfra)"
 python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider
