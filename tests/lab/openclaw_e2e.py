@@ -42,8 +42,8 @@ def note() -> str:
 
 @pytest.fixture(scope="module")
 def server_url() -> str:
-    alias = "wsl.home"
-    return f"http://{alias}:8000/v1"
+    """The server as the role configured it: the first line of the skill's installed config."""
+    return mac("sed -n 's/^WHISPER_API_URL=//p' ~/.config/whisperlab/client.env").stdout.decode().strip()
 
 
 def test_the_config_the_role_wrote_is_valid():
