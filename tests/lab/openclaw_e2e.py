@@ -42,7 +42,7 @@ def note() -> str:
 
 @pytest.fixture(scope="module")
 def server_url() -> str:
-    """The server as the role configured it: the first line of the skill's installed config."""
+    """The server URL as the whisper_skill role installed it on the mac host."""
     return mac("sed -n 's/^WHISPER_API_URL=//p' ~/.config/whisperlab/client.env").stdout.decode().strip()
 
 
