@@ -89,17 +89,29 @@ build_openclaw() {
 }
 
 # What a user who already runs OpenClaw has: node and openclaw on PATH (here a read-only bind of the
-# cached tree), and their own JSON5 config, comments included, with an image model whisperlab must keep.
+# cached tree, linked from /usr/local/bin).
 install_openclaw() {
   local dir=$1
   mkdir -p "$dir/opt/openclaw"
   ln -sfn /opt/openclaw/bin/node "$dir/usr/local/bin/node"
   ln -sfn /opt/openclaw/lib/node_modules/openclaw/openclaw.mjs "$dir/usr/local/bin/openclaw"
   printf 'OPENCLAW_NO_UPDATE_CHECK=1\n' >>"$dir/etc/environment"
-  install -d -m 0700 -o 1000 -g 1000 "$dir/home/$LAB_USER/.openclaw"
-  cat >"$dir/home/$LAB_USER/.openclaw/openclaw.json" <<'JSON5'
+}
+
+# ...and their own state, once, on the booted host: an OpenAI key of their own in an auth profile (for
+# chat), and their own JSON5 config, comments included, with an image model whisperlab must keep.
+seed_openclaw_user() {
+  lab_ssh mac '[ -e ~/.openclaw/.lab-seeded ]' 2>/dev/null && return
+  log "mac: seeding the lab user's own OpenClaw state"
+  lab_ssh mac 'printf %s sk-lab-users-own-openai-key | openclaw models auth paste-api-key --provider openai --profile-id openai:personal >/dev/null 2>&1' \
+    || die "could not seed the lab user's OpenClaw auth profile"
+  lab_ssh mac 'umask 077; cat > ~/.openclaw/openclaw.json && touch ~/.openclaw/.lab-seeded' <<'JSON5'
 // The lab user's own OpenClaw config, as a real user keeps it: JSON5, with comments.
 {
+  auth: {
+    // My own OpenAI key, for chat.
+    profiles: { "openai:personal": { provider: "openai", mode: "api_key" } },
+  },
   tools: {
     media: {
       // Pictures go to a local vision model; whisperlab must leave this entry alone.
@@ -108,8 +120,6 @@ install_openclaw() {
   },
 }
 JSON5
-  chown 1000:1000 "$dir/home/$LAB_USER/.openclaw/openclaw.json"
-  chmod 0600 "$dir/home/$LAB_USER/.openclaw/openclaw.json"
 }
 
 # --- network: a bridge, one namespace and veth per host, NAT out -------------------------------
@@ -341,6 +351,7 @@ up() {
   cat "$STATE"/ssh/known_hosts.* >"$STATE/ssh/known_hosts"
   for host in "${HOSTS[@]}"; do start_machine "$host"; done
   for host in "${HOSTS[@]}"; do wait_ssh "$host"; log "$host is up at ${ADDRESS[$host]}"; done
+  seed_openclaw_user
   write_inventory
 }
 

@@ -60,6 +60,15 @@ def test_the_users_own_entry_and_comments_backup_survive():
     assert backup.startswith("// The lab user's own OpenClaw config"), "the backup is not the user's original"
 
 
+def test_the_users_own_openai_profile_stays_theirs_for_chat():
+    # The lab user stored an OpenAI key of their own (openai:personal) before whisperlab came. Without
+    # a pinned order OpenClaw would pick either stored openai profile for chat, whisperlab's included.
+    order = json.loads(mac("openclaw config get auth.order.openai --json").stdout)
+    assert order == ["openai:personal"]
+    profiles = json.loads(mac("openclaw models auth list --json --provider openai").stdout)["profiles"]
+    assert {"openai:personal", "openai:whisperlab"} <= {p["id"] for p in profiles}
+
+
 def test_voice_note_through_openclaws_own_path(note):
     result = mac(f"openclaw infer audio transcribe --file {note} --json")
     reply = json.loads(result.stdout)
