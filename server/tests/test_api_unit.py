@@ -252,6 +252,23 @@ def test_request_id_is_honoured_or_made(client):
     assert len(unsafe.headers["X-Request-ID"]) == 32
 
 
+def test_request_id_with_a_trailing_newline_is_replaced(client):
+    forged = client.get("/v1/models", environ_overrides={"HTTP_X_REQUEST_ID": "abc\n"})
+    assert len(forged.headers["X-Request-ID"]) == 32
+
+
+def test_nothing_a_client_sends_forges_a_log_line(client, caplog):
+    caplog.set_level("INFO", logger="whisper_server.access")
+    client.get("/x%0Arequest_id=forged status=200%0D%20").close()
+    client.open("/v1/models%0a", method="GET").close()
+    records = [r.getMessage() for r in caplog.records if r.name == "whisper_server.access"]
+    assert len(records) == 2
+    for line in records:
+        assert "\n" not in line and "\r" not in line
+        assert line.count("request_id=") == 1 and line.count("status=") == 1
+    assert "path=/x%0Arequest_id%3Dforged%20status%3D200%0D%20 " in records[0]
+
+
 def test_engine_fault_is_a_logged_500_envelope(wav_bytes, caplog):
     client = make_app(FakeEngine(fail=RuntimeError("boom"))).test_client()
     response = client.post(

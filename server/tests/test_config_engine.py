@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -141,6 +142,21 @@ def test_admission_bounds():
         with ticket.run():
             assert admission.running == 1 and admission.waiting == 0
     assert admission.running == 0
+
+
+def test_retry_after_is_when_one_place_frees_not_when_the_queue_drains():
+    admission = Admission(workers=1, max_queue=3)
+    for _ in range(5):
+        admission._record(10.0)  # recent runs took about 10 s
+    mean = admission._mean_seconds
+    with admission.ticket() as running, running.run():
+        with admission.ticket(), admission.ticket(), admission.ticket():
+            with pytest.raises(QueueFull) as full:
+                with admission.ticket():
+                    pass
+    # Four admitted at ~mean seconds each would drain in ~4 x mean; one place frees in ~mean.
+    assert 1 <= full.value.retry_after <= math.ceil(mean)
+    assert admission.running == 0 and admission.waiting == 0
 
 
 def run_cli(*args, timeout=60):

@@ -92,6 +92,12 @@ def test_verbose_json_granularities():
     assert len(both["segments"]) == 2 and len(both["words"]) == 2
 
 
+def test_a_translation_reports_english_whatever_was_spoken():
+    german = Info("de", 4.0)
+    assert formats.verbose(SEGMENTS, german, (), "translate")["language"] == "english"
+    assert formats.verbose(SEGMENTS, german, (), "transcribe")["language"] == "german"
+
+
 def test_every_whisper_language_has_a_name():
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 

@@ -190,6 +190,15 @@ def test_malformed_corpus_gets_4xx_envelopes_and_the_server_stays_healthy(server
     assert support.wer(support.SENTENCES["fox"], server.post(audio=ogg).json()["text"]) <= MAX_WER
 
 
+def test_a_forged_path_writes_one_log_line(server):
+    # No key needed: it is a 404. %0A would otherwise start a log line of the client's choosing.
+    response = requests.get(server.url + "/x%0Arequest_id=forged%20status=200", timeout=10)
+    assert response.status_code == 404
+    log = (server.log_dir / "whisper-server.log").read_text().splitlines()
+    assert not [line for line in log if line.startswith("request_id=forged") or " request_id=forged" in line]
+    assert [line for line in log if "path=/x%0Arequest_id%3Dforged" in line]
+
+
 def test_oversized_upload_is_refused_with_413(tmp_path):
     small = start_server(tmp_path, support.tiny_en(), "--max-upload-mb", "1", key=None)
     try:

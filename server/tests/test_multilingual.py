@@ -53,7 +53,7 @@ def test_translates_german_to_english(base_server, german_ogg):
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["task"] == "translate"
+    assert body["task"] == "translate" and body["language"] == "english"
     assert "good morning" in body["text"].lower()
     assert "guten" not in body["text"].lower()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -26,8 +27,10 @@ class Admission:
         self._lock = threading.Lock()
         self._admitted = 0
         self._running = 0
-        # Recent processing time, to tell a refused client when to come back.
+        # Recent processing time and when each running one started, to tell a refused client when
+        # to come back.
         self._mean_seconds = 1.0
+        self._run_starts: list[float] = []
 
     @property
     def running(self) -> int:
@@ -38,15 +41,23 @@ class Admission:
         return self._admitted - self._running
 
     def retry_after(self) -> int:
-        # Time for what is admitted to drain through the workers, at least a second.
-        return max(1, math.ceil(self._mean_seconds * self._admitted / self.workers))
+        """Seconds until one place frees: when the oldest running transcription should end (a
+        waiting one then starts and leaves the queue), from recent run times. At least a second."""
+        with self._lock:
+            oldest = min(self._run_starts, default=None)
+            mean = self._mean_seconds
+        if oldest is None:
+            return 1
+        return max(1, math.ceil(mean - (time.monotonic() - oldest)))
 
     @contextmanager
     def ticket(self) -> Iterator[Ticket]:
         with self._lock:
-            if self._admitted >= self.capacity:
-                raise QueueFull(self.retry_after())
-            self._admitted += 1
+            full = self._admitted >= self.capacity
+            if not full:
+                self._admitted += 1
+        if full:
+            raise QueueFull(self.retry_after())
         ticket = Ticket(self)
         try:
             yield ticket
@@ -63,18 +74,17 @@ class Ticket:
 
     def __init__(self, admission: Admission):
         self._admission = admission
-        self._holding = False
+        self._holding: float | None = None  # when this ticket's run started, while it holds a slot
 
     @contextmanager
     def run(self) -> Iterator[None]:
-        import time
-
         adm = self._admission
         adm._slots.acquire()
+        started = time.monotonic()
         with adm._lock:
             adm._running += 1
-        self._holding = True
-        started = time.monotonic()
+            adm._run_starts.append(started)
+        self._holding = started
         try:
             yield
         finally:
@@ -83,10 +93,11 @@ class Ticket:
 
     def _release_slot(self) -> None:
         adm = self._admission
-        if self._holding:
-            self._holding = False
+        if self._holding is not None:
             with adm._lock:
                 adm._running -= 1
+                adm._run_starts.remove(self._holding)
+            self._holding = None
             adm._slots.release()
 
     def _finish(self) -> None:

@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Optional
@@ -60,6 +61,13 @@ class State:
         return aliases if own in aliases else (*aliases, own)
 
 
+def loggable(text: str, limit: int = 200) -> str:
+    """What a client sent, made safe for a one-line log record: anything outside printable ASCII
+    (newlines above all, which would forge records), spaces, '=' and '%' percent-encoded, then cut."""
+    safe = urllib.parse.quote(text, safe="/!$&'()*+,;:@-._~")
+    return safe if len(safe) <= limit else safe[:limit] + "..."
+
+
 def model_name(model: str) -> str:
     """The id a model is listed under: a hub name as given, a folder by its name."""
     return model.rstrip("/").split("/")[-1] if model.startswith(("/", ".", "~")) else model
@@ -94,7 +102,8 @@ def _register_hooks(app: Flask) -> None:
     @app.before_request
     def _start():
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        # fullmatch: match() with "$" would let a trailing newline through, and into the log.
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         g.started = time.monotonic()
         # Filled in by the transcription views, read when the response closes (after streaming).
         g.stats = {"audio_s": None, "proc_s": None, "language": None}
@@ -111,7 +120,7 @@ def _register_hooks(app: Flask) -> None:
         response.headers["X-Request-ID"] = g.request_id
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         stats, started, request_id = g.stats, g.started, g.request_id
-        method, path, status = request.method, request.path, response.status_code
+        method, path, status = loggable(request.method), loggable(request.path), response.status_code
 
         def _log() -> None:
             elapsed = time.monotonic() - started

@@ -72,7 +72,8 @@ def as_vtt(segments, info, granularities=(), task="transcribe") -> tuple[str, st
 def verbose(segments, info, granularities, task: str = "transcribe") -> dict:
     body: dict = {
         "task": task,
-        "language": LANGUAGES.get(info.language, info.language),
+        # A translation's text is English whatever was spoken, and OpenAI reports it so.
+        "language": "english" if task == "translate" else LANGUAGES.get(info.language, info.language),
         "duration": round(info.duration, 3),
         "text": full_text(segments),
     }
