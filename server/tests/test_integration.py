@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import threading
+import time
 
 import numpy as np
 import openai
@@ -197,6 +199,32 @@ def test_a_forged_path_writes_one_log_line(server):
     log = (server.log_dir / "whisper-server.log").read_text().splitlines()
     assert not [line for line in log if line.startswith("request_id=forged") or " request_id=forged" in line]
     assert [line for line in log if "path=/x%0Arequest_id%3Dforged" in line]
+
+
+def test_sigterm_lets_the_running_request_finish_then_exits_0(tmp_path):
+    """What `systemctl --user restart` does to a request in flight: it completes; new ones get 503."""
+    running = start_server(tmp_path, support.tiny_en(), "--shutdown-grace", "60", key=None)
+    long_note = support.encode(support.speak(" ".join(support.SENTENCES.values()) * 3), "ogg")
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=running.post(audio=long_note, filename="l.ogg")))
+    try:
+        worker.start()
+        deadline = time.monotonic() + 30
+        while requests.get(running.url + "/health", timeout=5).json()["running"] == 0:
+            assert time.monotonic() < deadline, "the long request never started"
+            time.sleep(0.05)
+        running.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        refused = running.post(audio=support.speech("fox", "ogg"), filename="f.ogg")
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+        assert refused.headers["Retry-After"]
+        worker.join(timeout=120)
+        assert result["r"].status_code == 200, result["r"].text
+        assert "weather" in result["r"].json()["text"].lower()
+        assert running.process.wait(timeout=30) == 0
+    finally:
+        running.stop()
+    assert "shutting down" in running.output.read_text()
 
 
 def test_oversized_upload_is_refused_with_413(tmp_path):

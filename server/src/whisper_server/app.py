@@ -43,7 +43,31 @@ class State:
     started: float = field(default_factory=time.monotonic)
     loaded: Optional[LoadedEngine] = None
     warnings: list[str] = field(default_factory=list)
+    # Set on SIGTERM: /v1 answers 503 shutting_down while what is in flight finishes.
+    draining: threading.Event = field(default_factory=threading.Event)
+    inflight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def enter(self) -> None:
+        with self._lock:
+            self.inflight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.inflight -= 1
+
+    def drain(self, grace: float) -> bool:
+        """Refuse new work, then wait up to `grace` seconds for every request in flight to be sent
+        in full. True when none is left."""
+        self.draining.set()
+        deadline = time.monotonic() + grace
+        while True:
+            with self._lock:
+                if self.inflight == 0:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def set_loaded(self, loaded: LoadedEngine) -> None:
         with self._lock:
@@ -98,9 +122,12 @@ def create_app(config: Config, loaded: Optional[LoadedEngine] = None) -> Flask:
 
 def _register_hooks(app: Flask) -> None:
     metrics: Metrics = app.extensions["whisper_metrics"]
+    state: State = app.extensions["whisper"]
 
     @app.before_request
     def _start():
+        state.enter()
+        g.entered = True
         given = request.headers.get("X-Request-ID", "")
         # fullmatch: match() with "$" would let a trailing newline through, and into the log.
         g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
@@ -113,6 +140,13 @@ def _register_hooks(app: Flask) -> None:
                 431,
                 f"Request headers too large ({header_bytes} bytes; limit {MAX_HEADER_BYTES}).",
                 code="headers_too_large",
+            )
+        if state.draining.is_set() and request.path.startswith("/v1/"):
+            raise errors.APIError(
+                503,
+                "The server is shutting down (a restart or deploy); retry in a few seconds.",
+                code="shutting_down",
+                headers={"Retry-After": "5"},
             )
 
     @app.after_request
@@ -145,4 +179,7 @@ def _register_hooks(app: Flask) -> None:
             )
 
         response.call_on_close(_log)
+        if g.pop("entered", False):
+            # After the last byte is sent (a stream's too): only then may shutdown close the socket.
+            response.call_on_close(state.leave)
         return response

@@ -70,6 +70,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
-    log.info("shutting down")
+    state = app.extensions["whisper"]
+    log.info(
+        "shutting down: refusing new requests, %d in flight get up to %gs to finish",
+        state.inflight,
+        config.shutdown_grace,
+    )
+    if not state.drain(config.shutdown_grace):
+        log.warning(
+            "shutdown grace of %gs is over; closing with %d requests in flight", config.shutdown_grace, state.inflight
+        )
     server.close()
+    log.info("stopped")
     return 0

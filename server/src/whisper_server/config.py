@@ -46,6 +46,7 @@ class Config:
     batch_size: int = 0
     cpu_threads: int = 0
     download_root: Optional[Path] = None
+    shutdown_grace: float = 15.0
     # Read from api_key_file by load_api_key(); never part of repr, so never logged by accident.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -77,6 +78,12 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ("batch_size", int, 0, "batch size for faster-whisper's BatchedInferencePipeline; 0 or 1 = sequential"),
     ("cpu_threads", int, 0, "CPU threads per worker; 0 = CTranslate2's default"),
     ("download_root", Path, None, "where model names are downloaded (default: the Hugging Face cache)"),
+    (
+        "shutdown_grace",
+        float,
+        15.0,
+        "seconds running requests get to finish after SIGTERM (keep it below systemd's TimeoutStopSec)",
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -166,6 +173,8 @@ def validate(config: Config) -> None:
         problems.append("--batch-size must be 0 or more")
     if config.cpu_threads < 0:
         problems.append("--cpu-threads must be 0 or more")
+    if config.shutdown_grace < 0:
+        problems.append("--shutdown-grace must be 0 or more")
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -17,7 +17,7 @@ def health():
     state = current_app.extensions["whisper"]
     loaded = state.loaded
     body = {
-        "status": "ready" if loaded else "loading",
+        "status": "shutting_down" if state.draining.is_set() else "ready" if loaded else "loading",
         "model": state.config.model,
         "model_ids": list(state.model_ids),
         "device": loaded.device if loaded else None,
@@ -31,7 +31,7 @@ def health():
         "version": __version__,
     }
     response = jsonify(body)
-    if not loaded:
+    if not loaded or state.draining.is_set():
         response.status_code = 503
         response.headers["Retry-After"] = "5"
     return response
