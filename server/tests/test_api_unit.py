@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
 
 from conftest import FakeEngine, make_app
 from whisper_server.app import create_app
@@ -339,8 +340,10 @@ def test_bad_audio_gives_its_ticket_back(wav_bytes):
 
 
 def _events(response):
+    """The data events; SSE comments (": ...") are keep-alives and skipped."""
     text = response.get_data(as_text=True)
-    return [json.loads(chunk[len("data: ") :]) for chunk in text.strip().split("\n\n")]
+    chunks = text.strip().split("\n\n")
+    return [json.loads(chunk[len("data: ") :]) for chunk in chunks if not chunk.startswith(":")]
 
 
 def test_streaming_events(client, wav_bytes):
@@ -351,7 +354,27 @@ def test_streaming_events(client, wav_bytes):
     assert [e["type"] for e in events] == ["transcript.text.delta", "transcript.text.delta", "transcript.text.done"]
     assert events[0]["delta"] == "Hello there."
     assert "".join(e["delta"] for e in events[:2]) == events[2]["text"] == "Hello there. General Kenobi."
-    assert events[2]["usage"]["type"] == "duration"
+    # Each event is what the official client's types accept; usage, typed in tokens there, is left out.
+    for event in events[:2]:
+        TranscriptionTextDeltaEvent.model_validate(event, strict=True)
+    TranscriptionTextDoneEvent.model_validate(events[2], strict=True)
+    assert "usage" not in events[2]
+
+
+def test_a_stream_is_accepted_at_once_even_while_queued(wav_bytes):
+    """The headers and a first SSE comment go out before the request gets a worker."""
+    app = make_app(workers=1, max_queue=1)
+    admission = app.extensions["whisper"].admission
+    with admission.ticket() as busy, busy.run():  # the only worker is taken
+        response = post(app.test_client(), wav_bytes, stream="true")
+        assert response.status_code == 200
+        first = next(iter(response.response))
+        assert (first if isinstance(first, str) else first.decode()).startswith(":")
+        assert admission.waiting == 1
+    events = _events(response)
+    assert events[-1]["type"] == "transcript.text.done"
+    response.close()
+    assert admission.waiting == 0 and admission.running == 0
 
 
 def test_streaming_fault_is_an_error_event_and_frees_the_slot(wav_bytes):

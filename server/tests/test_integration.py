@@ -227,6 +227,18 @@ def test_sigterm_lets_the_running_request_finish_then_exits_0(tmp_path):
     assert "shutting down" in running.output.read_text()
 
 
+def test_batched_without_vad_takes_clips_over_30_seconds(tmp_path):
+    batched = start_server(tmp_path, support.tiny_en(), "--batch-size", "4", "--no-vad", key=None)
+    speech = support.speak(support.SENTENCES["report"])
+    clip = np.concatenate([speech, np.zeros(16000 * 36 - speech.size, dtype=np.float32)])
+    try:
+        response = batched.post(audio=support.encode(clip, "ogg"), filename="long.ogg")
+    finally:
+        batched.stop()
+    assert response.status_code == 200, response.text
+    assert support.wer(support.SENTENCES["report"], response.json()["text"]) <= MAX_WER
+
+
 def test_oversized_upload_is_refused_with_413(tmp_path):
     small = start_server(tmp_path, support.tiny_en(), "--max-upload-mb", "1", key=None)
     try:

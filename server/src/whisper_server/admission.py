@@ -1,7 +1,8 @@
 """Bounded admission: at most `workers` transcriptions run, at most `max_queue` wait; the rest get 429.
 
-A request takes a ticket before it decodes its audio, so waiting requests (and their decoded audio)
-are bounded too. Nothing is dropped silently: a request either holds a ticket or is refused at once.
+A request takes a ticket holding only its compressed upload; it decodes once a worker picks it up,
+so waiting requests cost no decoded audio. Nothing is dropped silently: a request either holds a
+ticket or is refused at once.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import math
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
+
+# How often a waiting request checks that its client is still there, in seconds.
+WAIT_POLL = 0.25
 
 
 class QueueFull(Exception):
@@ -50,19 +54,23 @@ class Admission:
             return 1
         return max(1, math.ceil(mean - (time.monotonic() - oldest)))
 
-    @contextmanager
-    def ticket(self) -> Iterator[Ticket]:
+    def admit(self) -> Ticket:
+        """A place in the queue, or QueueFull. The holder must close() it."""
         with self._lock:
             full = self._admitted >= self.capacity
             if not full:
                 self._admitted += 1
         if full:
             raise QueueFull(self.retry_after())
-        ticket = Ticket(self)
+        return Ticket(self)
+
+    @contextmanager
+    def ticket(self) -> Iterator[Ticket]:
+        ticket = self.admit()
         try:
             yield ticket
         finally:
-            ticket._finish()
+            ticket.close()
 
     def _record(self, seconds: float) -> None:
         with self._lock:
@@ -70,16 +78,20 @@ class Admission:
 
 
 class Ticket:
-    """An admitted request. run() blocks until a worker slot is free."""
+    """An admitted request. run() blocks until a worker slot is free; close() gives the place back."""
 
     def __init__(self, admission: Admission):
         self._admission = admission
         self._holding: float | None = None  # when this ticket's run started, while it holds a slot
+        self._closed = False
 
     @contextmanager
-    def run(self) -> Iterator[None]:
+    def run(self, check: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """Waits for a worker slot, calling check() every WAIT_POLL seconds meanwhile (it raises to
+        give up the wait, when the client has gone)."""
         adm = self._admission
-        adm._slots.acquire()
+        while not adm._slots.acquire(timeout=WAIT_POLL):
+            check()
         started = time.monotonic()
         with adm._lock:
             adm._running += 1
@@ -100,7 +112,11 @@ class Ticket:
             self._holding = None
             adm._slots.release()
 
-    def _finish(self) -> None:
+    def close(self) -> None:
+        """Idempotent: a job closes its ticket when it ends, and again when its response closes."""
         self._release_slot()
         with self._admission._lock:
+            if self._closed:
+                return
+            self._closed = True
             self._admission._admitted -= 1

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
-import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from whisper_server import audio, formats
 from whisper_server.admission import QueueFull
-from whisper_server.app import State
 from whisper_server.engine import Options
 from whisper_server.errors import APIError, bad_request, upload_too_large
-from whisper_server.metrics import Metrics
+from whisper_server.jobs import ClientGone, Job
 
 log = logging.getLogger("whisper_server")
 api = Blueprint("v1", __name__, url_prefix="/v1")
@@ -25,7 +23,7 @@ CREATED = 1677610602  # whisper-1's own "created" stamp; clients only check it i
 GRANULARITIES = ("segment", "word")
 
 
-def _state() -> State:
+def _state():
     return current_app.extensions["whisper"]
 
 
@@ -141,15 +139,27 @@ def _require_multipart() -> None:
         )
 
 
-def _upload() -> bytes:
+def _upload() -> io.BytesIO:
+    """The uploaded file, held once: the in-memory stream the multipart parser wrote, not a copy."""
     upload = request.files.get("file")
     if upload is None:
         raise bad_request("you must provide a file parameter", "file", "missing_required_parameter")
-    data = upload.read()
+    # The job takes the stream over: the request closes its files when the view returns, which
+    # for a stream is before the audio is read.
+    stream, upload.stream = upload.stream, io.BytesIO()
+    # The parser has copied the body into that stream; waitress's own copy of it can go now rather
+    # than when the response ends (a queued request would hold both).
+    body = request.environ.get("wsgi.input")
+    if "waitress.client_disconnected" in request.environ and hasattr(body, "close"):
+        body.close()
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
     config = _state().config
-    if len(data) > config.max_upload_bytes:
+    if size > config.max_upload_bytes:
         raise upload_too_large(config.max_upload_mb)
-    return data
+    if size == 0:
+        raise APIError(400, "The uploaded file is empty.", param="file", code="empty_file")
+    return stream
 
 
 def _engine():
@@ -161,17 +171,34 @@ def _engine():
     return state.loaded.engine
 
 
+def _client_gone_check():
+    """Whether this request's client has left. waitress tells, with channel_request_lookahead > 0
+    (cli.py sets it); elsewhere (the test client) it never has. Bound now: a stream runs after the
+    request context is gone."""
+    check = request.environ.get("waitress.client_disconnected")
+    return (lambda: bool(check())) if check else (lambda: False)
+
+
 def _transcription(task: str):
     state = _state()
-    metrics: Metrics = current_app.extensions["whisper_metrics"]
+    config = state.config
     engine = _engine()
     _require_multipart()
     params = parse_params(request.form, task, engine.multilingual, state.model_ids)
-    data = _upload()
-
-    stack = ExitStack()
+    upload = _upload()
+    audio.probe(upload, config.max_audio_seconds)
     try:
-        ticket = stack.enter_context(state.admission.ticket())
+        job = Job(
+            admission=state.admission,
+            engine=engine,
+            options=params.options,
+            upload=upload,
+            max_audio_seconds=config.max_audio_seconds,
+            piece_seconds=config.piece_seconds,
+            metrics=current_app.extensions["whisper_metrics"],
+            stats=g.stats,
+            client_gone=_client_gone_check(),
+        )
     except QueueFull as full:
         raise APIError(
             429,
@@ -179,38 +206,16 @@ def _transcription(task: str):
             code="queue_full",
             headers={"Retry-After": str(full.retry_after)},
         ) from None
-    stats = g.stats
-    try:
-        samples = audio.decode(data)
-        del data
-        stats["audio_s"] = audio.duration(samples)
-    except BaseException:
-        stack.close()
-        raise
-
-    outcome = {}
-
-    def run():
-        """Yields segments as the engine decodes them; leaves the Info in outcome at the end."""
-        with ticket.run():
-            began = time.monotonic()
-            segments, info = engine.transcribe(samples, params.options)
-            stats["language"] = info.language
-            yield from segments
-            stats["proc_s"] = time.monotonic() - began
-        metrics.audio_seconds.inc(info.duration)
-        if info.duration:
-            metrics.realtime_factor.observe(stats["proc_s"] / info.duration)
-        outcome["info"] = info
-
     if params.stream:
-        response = Response(_sse(run(), outcome, stack, g.request_id), mimetype="text/event-stream")
+        response = Response(_sse(job, g.request_id), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
-        response.call_on_close(stack.close)
+        response.call_on_close(job.close)  # a stream never read still gives its place back
         return response
-    with stack:
-        segments = list(run())
-    body, mimetype = formats.FORMATTERS[params.response_format](segments, outcome["info"], params.granularities, task)
+    try:
+        segments = list(job.segments())
+    except ClientGone:
+        return Response(status=499)  # nobody reads it; the log and /metrics do
+    body, mimetype = formats.FORMATTERS[params.response_format](segments, job.info, params.granularities, task)
     return Response(body, mimetype=mimetype)
 
 
@@ -218,23 +223,27 @@ def _event(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def _sse(segments, outcome: dict, stack: ExitStack, request_id: str):
-    """OpenAI's transcription stream: a transcript.text.delta per segment, then transcript.text.done."""
+def _sse(job: Job, request_id: str):
+    """OpenAI's transcription stream: a transcript.text.delta per segment, then transcript.text.done.
+    An SSE comment goes first, at once, so the client knows it was accepted while it waits."""
+    yield ": accepted\n\n"
     sent = []
     try:
-        for segment in segments:
+        for segment in job.segments():
             # The first delta loses Whisper's leading space, so the deltas join up to the done text.
             yield _event({"type": "transcript.text.delta", "delta": segment.text if sent else segment.text.lstrip()})
             sent.append(segment)
-        text = formats.full_text(sent)
-        yield _event({"type": "transcript.text.done", "text": text, "usage": formats.usage(outcome["info"])})
+        # usage is left out: OpenAI's stream types it in tokens, which Whisper's duration is not.
+        yield _event({"type": "transcript.text.done", "text": formats.full_text(sent)})
+    except ClientGone:
+        return
+    except APIError as error:
+        # The headers are sent already, so bad audio found while decoding travels as an error event.
+        yield _event({"type": "error", **error.envelope})
     except Exception:
-        # The headers are sent already, so a fault travels as an error event, in OpenAI's envelope.
         log.exception("request_id=%s fault while streaming", request_id)
         error = APIError(500, "The server had an error while processing your request.", code="server_error")
         yield _event({"type": "error", **error.envelope})
-    finally:
-        stack.close()
 
 
 @api.post("/audio/transcriptions")

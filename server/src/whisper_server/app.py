@@ -157,20 +157,22 @@ def _register_hooks(app: Flask) -> None:
         method, path, status = loggable(request.method), loggable(request.path), response.status_code
 
         def _log() -> None:
+            # A stream's status went out as 200 before its client left; the log tells what happened.
+            final = stats.get("status") or status
             elapsed = time.monotonic() - started
-            metrics.requests.labels(endpoint, str(status)).inc()
+            metrics.requests.labels(endpoint, str(final)).inc()
             if endpoint.startswith("/v1/audio"):
                 metrics.latency.labels(endpoint).observe(elapsed)
             audio_s, proc_s = stats["audio_s"], stats["proc_s"]
             rtf = f"{proc_s / audio_s:.3f}" if audio_s and proc_s is not None else "-"
-            if endpoint in ("/health", "/metrics") and status < 400:
+            if endpoint in ("/health", "/metrics") and final < 400:
                 return  # probes would drown the request log
             access_log.info(
                 "request_id=%s method=%s path=%s status=%s audio_s=%s proc_s=%s rtf=%s language=%s total_s=%.3f",
                 request_id,
                 method,
                 path,
-                status,
+                final,
                 f"{audio_s:.2f}" if audio_s is not None else "-",
                 f"{proc_s:.3f}" if proc_s is not None else "-",
                 rtf,

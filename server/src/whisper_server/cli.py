@@ -34,10 +34,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # One thread for every request that may run or wait, plus room for health checks
             # and for answering 429s while the queue is full.
             threads=config.workers + config.max_queue + 4,
+            # Open connections, idle keep-alives included; past it, new ones wait in the listen
+            # backlog. With the 512 KiB in-memory buffer above, they cost at most ~50 MiB together.
+            connection_limit=100,
+            # Keeps the channel readable while a request runs, which is how waitress notices a
+            # client that left (environ["waitress.client_disconnected"]).
+            channel_request_lookahead=1,
             # Oversized bodies up to twice the limit still reach Flask and get OpenAI's 413
-            # envelope; beyond that waitress refuses them itself. Allowed uploads stay in memory.
+            # envelope; beyond that waitress refuses them itself.
             max_request_body_size=2 * config.max_upload_bytes + 1024 * 1024,
-            inbuf_overflow=config.max_upload_bytes + 1024 * 1024,
+            # A body over 512 KiB waits in waitress's anonymous (already unlinked) temporary file,
+            # not in memory, so the one in-memory copy of an upload is the one the job holds, and
+            # an idle or slow connection costs at most this much memory.
+            inbuf_overflow=512 * 1024,
             max_request_header_size=16 * MAX_HEADER_BYTES,
             ident="whisper-server",
         )

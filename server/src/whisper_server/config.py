@@ -47,6 +47,8 @@ class Config:
     cpu_threads: int = 0
     download_root: Optional[Path] = None
     shutdown_grace: float = 15.0
+    max_audio_seconds: float = 10800.0
+    piece_seconds: float = 180.0
     # Read from api_key_file by load_api_key(); never part of repr, so never logged by accident.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -78,6 +80,18 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ("batch_size", int, 0, "batch size for faster-whisper's BatchedInferencePipeline; 0 or 1 = sequential"),
     ("cpu_threads", int, 0, "CPU threads per worker; 0 = CTranslate2's default"),
     ("download_root", Path, None, "where model names are downloaded (default: the Hugging Face cache)"),
+    (
+        "max_audio_seconds",
+        float,
+        10800.0,
+        "longest audio accepted per request, in seconds; longer gets 413 audio_too_long",
+    ),
+    (
+        "piece_seconds",
+        float,
+        180.0,
+        "audio is decoded and transcribed this many seconds at a time (cut at a pause): memory per request",
+    ),
     (
         "shutdown_grace",
         float,
@@ -173,6 +187,10 @@ def validate(config: Config) -> None:
         problems.append("--batch-size must be 0 or more")
     if config.cpu_threads < 0:
         problems.append("--cpu-threads must be 0 or more")
+    if config.max_audio_seconds <= 0:
+        problems.append("--max-audio-seconds must be positive")
+    if config.piece_seconds < 30:
+        problems.append("--piece-seconds must be at least 30 (one Whisper window)")
     if config.shutdown_grace < 0:
         problems.append("--shutdown-grace must be 0 or more")
     if problems:

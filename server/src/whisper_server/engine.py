@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,13 +89,10 @@ class WhisperEngine:
     """faster-whisper behind the Engine interface."""
 
     def __init__(self, model, *, beam_size: int, vad: bool, batch_size: int):
-        from faster_whisper import BatchedInferencePipeline
-
         self._model = model
         self._beam_size = beam_size
         self._vad = vad
         self._batch_size = batch_size
-        self._batched = BatchedInferencePipeline(model=model) if batch_size > 1 else None
         self.multilingual = bool(model.model.is_multilingual)
 
     def transcribe(self, audio: np.ndarray, options: Options) -> tuple[Iterator[Segment], Info]:
@@ -108,8 +106,19 @@ class WhisperEngine:
             word_timestamps=options.word_timestamps,
             vad_filter=self._vad,
         )
-        if self._batched is not None:
-            segments, info = self._batched.transcribe(audio, batch_size=self._batch_size, **kwargs)
+        if self._batch_size > 1:
+            from faster_whisper import BatchedInferencePipeline
+
+            # One pipeline per request: it keeps state between calls (last_speech_timestamp), which
+            # concurrent requests must not share. It is a thin wrapper; the model is shared.
+            pipeline = BatchedInferencePipeline(model=self._model)
+            if not self._vad:
+                # Without VAD the pipeline needs the windows given; it refuses audio over 30 s otherwise.
+                length = audio.shape[0] / SAMPLE_RATE
+                starts = range(0, math.ceil(length), 30)
+                kwargs["clip_timestamps"] = [{"start": float(s), "end": min(s + 30.0, length)} for s in starts]
+            # It decodes each window once, at the first temperature: no fallback schedule.
+            segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, **kwargs)
         else:
             segments, info = self._model.transcribe(audio, **kwargs)
         return _convert(segments), Info(language=info.language, duration=float(info.duration))

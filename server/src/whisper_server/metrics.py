@@ -31,3 +31,9 @@ class Metrics:
         queue.set_function(lambda: admission.waiting)
         running = Gauge("whisper_inflight", "Transcriptions running now", registry=self.registry)
         running.set_function(lambda: admission.running)
+        self.cancelled = Counter(
+            "whisper_cancelled_total",
+            "Requests stopped because their client disconnected (logged with status 499)",
+            ["stage"],
+            registry=self.registry,
+        )
