@@ -16,7 +16,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
 REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
 
-.PHONY: help setup system-deps lint test test-server test-skill test-lab lab lab-down bench clean
+.PHONY: help setup system-deps lint test test-server test-skill test-lab lab lab-down bench soak clean
 
 help:
 	@echo "make lab       boot the simulated two-host lab, provision it, transcribe through it"
@@ -25,6 +25,7 @@ help:
 	@echo "make setup     install the system packages and the Python venv ($(VENV))"
 	@echo "make lint      ruff, shellcheck, yamllint, ansible-lint, syntax check"
 	@echo "make bench   benchmarks; figures go to bench-results/ (copy them into README.md)"
+	@echo "make soak    long uploads (1 h, 3 h) and a bounded mix of clients against the real server"
 	@echo "make clean   remove the venv and caches"
 
 setup: system-deps $(STAMP)
@@ -75,6 +76,9 @@ lab-down:
 
 bench: setup
 	$(BIN)/python server/bench/bench.py --out bench-results
+
+soak: setup
+	$(BIN)/python server/bench/soak.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache server/.pytest_cache bench-results

@@ -171,9 +171,9 @@ class RunningServer:
     ):
         files = {"file": (filename, audio)} if audio is not None else None
         headers = {**self.headers, **kwargs.pop("headers", {})}
-        return requests.post(
-            self.url + path, data=data or {"model": "whisper-1"}, files=files, headers=headers, timeout=120, **kwargs
-        )
+        timeout = kwargs.pop("timeout", 120)
+        data = data or {"model": "whisper-1"}
+        return requests.post(self.url + path, data=data, files=files, headers=headers, timeout=timeout, **kwargs)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -239,6 +239,41 @@ def test_batched_without_vad_takes_clips_over_30_seconds(tmp_path):
     assert support.wer(support.SENTENCES["report"], response.json()["text"]) <= MAX_WER
 
 
+def test_a_client_that_leaves_stops_its_work(tmp_path):
+    """Over real HTTP: a running request and a queued one whose clients give up are stopped and
+    logged 499; the worker is free again for the next client."""
+    busy = start_server(tmp_path, support.tiny_en(), "--workers", "1", "--max-queue", "2", key=None)
+    long_note = support.encode(support.speak(" ".join(support.SENTENCES.values()) * 4), "ogg")
+
+    def give_up_after(seconds: float) -> None:
+        with pytest.raises(requests.exceptions.Timeout):
+            busy.post(audio=long_note, filename="long.ogg", timeout=seconds)
+
+    try:
+        running = threading.Thread(target=give_up_after, args=(1.5,))
+        running.start()
+        time.sleep(0.5)
+        queued = threading.Thread(target=give_up_after, args=(1.0,))
+        queued.start()
+        running.join()
+        queued.join()
+        deadline = time.monotonic() + 30
+        while True:
+            health = requests.get(busy.url + "/health", timeout=5).json()
+            if health["running"] == 0 and health["queue_depth"] == 0:
+                break
+            assert time.monotonic() < deadline, f"abandoned work still going: {health}"
+            time.sleep(0.2)
+        metrics = requests.get(busy.url + "/metrics", timeout=5).text
+        assert 'whisper_cancelled_total{stage="running"} 1.0' in metrics
+        assert 'whisper_cancelled_total{stage="queued"} 1.0' in metrics
+        assert busy.post(audio=support.speech("fox", "ogg"), filename="f.ogg").status_code == 200
+    finally:
+        busy.stop()
+    log = (busy.log_dir / "whisper-server.log").read_text()
+    assert log.count("status=499") == 2
+
+
 def test_oversized_upload_is_refused_with_413(tmp_path):
     small = start_server(tmp_path, support.tiny_en(), "--max-upload-mb", "1", key=None)
     try:
