@@ -185,3 +185,20 @@ def test_cancelled_requests_are_logged_499_and_counted(wav_bytes, caplog):
     assert any("status=499" in r.getMessage() for r in caplog.records)
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'whisper_cancelled_total{stage="running"} 1.0' in metrics
+
+
+def test_a_stream_whose_client_left_stops_and_is_logged_499(wav_bytes, caplog):
+    app = make_app()
+    caplog.set_level("INFO", logger="whisper_server.access")
+    response = app.test_client().post(
+        "/v1/audio/transcriptions",
+        content_type="multipart/form-data",
+        data={"model": "whisper-1", "stream": "true", "file": (io.BytesIO(wav_bytes), "a.wav")},
+        environ_overrides={"waitress.client_disconnected": lambda: True},
+    )
+    assert response.status_code == 200  # the headers went out before the client left
+    assert response.get_data(as_text=True) == ": accepted\n\n"  # and then nothing more
+    response.close()
+    assert any("status=499" in r.getMessage() for r in caplog.records)
+    admission = app.extensions["whisper"].admission
+    assert admission.running == 0 and admission.waiting == 0
