@@ -47,7 +47,7 @@ class Config:
     cpu_threads: int = 0
     download_root: Optional[Path] = None
     shutdown_grace: float = 15.0
-    max_audio_seconds: float = 10800.0
+    max_audio_seconds: float = 14400.0
     piece_seconds: float = 180.0
     # Read from api_key_file by load_api_key(); never part of repr, so never logged by accident.
     api_key: Optional[str] = field(default=None, repr=False)
@@ -83,7 +83,7 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     (
         "max_audio_seconds",
         float,
-        10800.0,
+        14400.0,
         "longest audio accepted per request, in seconds; longer gets 413 audio_too_long",
     ),
     (
