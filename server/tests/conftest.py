@@ -67,7 +67,7 @@ class FakeEngine:
         self.fail = fail
         self.calls: list[Options] = []
 
-    def transcribe(self, audio: np.ndarray, options: Options):
+    def transcribe(self, audio: np.ndarray, options: Options, check=lambda: None):
         self.calls.append(options)
         if self.gate is not None:
             self.gate.wait(timeout=30)

@@ -202,3 +202,43 @@ def test_a_stream_whose_client_left_stops_and_is_logged_499(wav_bytes, caplog):
     assert any("status=499" in r.getMessage() for r in caplog.records)
     admission = app.extensions["whisper"].admission
     assert admission.running == 0 and admission.waiting == 0
+
+
+def test_the_model_asks_the_running_request_before_each_call():
+    """A window can take many model calls (temperature fallback): each asks first, so a departed
+    client's work stops within one call, not one segment."""
+    from whisper_server.engine import _checked, _Interruptible
+
+    calls = []
+
+    class Inner:
+        is_multilingual = False
+
+        def encode(self, *args):
+            calls.append("encode")
+
+        def generate(self, *args):
+            calls.append("generate")
+
+    model = _Interruptible(Inner())
+
+    def segments():
+        model.encode()
+        model.generate()
+        model.generate()
+        yield "first"
+        model.generate()
+        yield "second"
+
+    def check():
+        if len(calls) >= 2:
+            raise ClientGone("running")
+
+    seen = []
+    with pytest.raises(ClientGone):
+        for segment in _checked(segments(), check):
+            seen.append(segment)
+    assert seen == [] and calls == ["encode", "generate"]
+    assert model.is_multilingual is False
+    model.generate()  # outside a request's segments nothing is asked
+    assert calls[-1] == "generate"

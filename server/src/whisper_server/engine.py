@@ -10,6 +10,7 @@ import ctypes
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
@@ -73,7 +74,51 @@ class Options:
 class Engine(Protocol):
     multilingual: bool
 
-    def transcribe(self, audio: np.ndarray, options: Options) -> tuple[Iterator[Segment], Info]: ...
+    def transcribe(
+        self, audio: np.ndarray, options: Options, check: Callable[[], None] = ...
+    ) -> tuple[Iterator[Segment], Info]:
+        """check() is called before each model call while the segments are drawn; it may raise to
+        stop the work (a departed client)."""
+        ...
+
+
+# The check of the request whose segments this thread is drawing, if any (see _Interruptible).
+_current = threading.local()
+
+
+def _poll() -> None:
+    check = getattr(_current, "check", None)
+    if check is not None:
+        check()
+
+
+class _Interruptible:
+    """CTranslate2's Whisper, asking the running request before each encode and generate call.
+
+    One window can take many calls (the temperature fallback decodes it up to six times), so a
+    check between segments alone could let a departed client's work run on for many seconds."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def encode(self, *args, **kwargs):
+        _poll()
+        return self._inner.encode(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        _poll()
+        return self._inner.generate(*args, **kwargs)
+
+
+def _checked(segments: Iterator[Segment], check: Callable[[], None]) -> Iterator[Segment]:
+    _current.check = check
+    try:
+        yield from segments
+    finally:
+        _current.check = None
 
 
 class ModelLoadError(RuntimeError):
@@ -89,13 +134,17 @@ class WhisperEngine:
     """faster-whisper behind the Engine interface."""
 
     def __init__(self, model, *, beam_size: int, vad: bool, batch_size: int):
+        if not isinstance(model.model, _Interruptible):
+            model.model = _Interruptible(model.model)
         self._model = model
         self._beam_size = beam_size
         self._vad = vad
         self._batch_size = batch_size
         self.multilingual = bool(model.model.is_multilingual)
 
-    def transcribe(self, audio: np.ndarray, options: Options) -> tuple[Iterator[Segment], Info]:
+    def transcribe(
+        self, audio: np.ndarray, options: Options, check: Callable[[], None] = lambda: None
+    ) -> tuple[Iterator[Segment], Info]:
         temperature = FALLBACK_TEMPERATURES if options.temperature == 0 else (options.temperature,)
         kwargs = dict(
             language=options.language,
@@ -121,7 +170,7 @@ class WhisperEngine:
             segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, **kwargs)
         else:
             segments, info = self._model.transcribe(audio, **kwargs)
-        return _convert(segments), Info(language=info.language, duration=float(info.duration))
+        return _checked(_convert(segments), check), Info(language=info.language, duration=float(info.duration))
 
     def warm_up(self) -> None:
         """One real decode, VAD off so it cannot be skipped: the first request then pays no start-up

@@ -91,7 +91,7 @@ class Job:
                 # Later pieces keep the first piece's language, and read on from the text so far.
                 prompt = " ".join(p for p in (self._options.prompt, text[-CONTEXT_CHARS:]) if p)
                 options = dataclasses.replace(self._options, language=language, prompt=prompt)
-            segments, info = self._engine.transcribe(piece, options)
+            segments, info = self._engine.transcribe(piece, options, self._check)
             if language is None:
                 language = info.language
                 self.stats["language"] = language
