@@ -22,7 +22,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import av
 import numpy as np
 import psutil
 import requests
@@ -35,29 +34,7 @@ RATE = 16000
 
 
 def opus(samples: np.ndarray, kbps: int = 12) -> bytes:
-    """16 kHz mono float32 to Ogg/Opus at `kbps`, in a streaming fashion (no float copy of it all)."""
-    import io
-
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=48000)
-        stream.layout = "mono"
-        stream.bit_rate = kbps * 1000
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=48000)
-        step = RATE * 10
-        for start in range(0, samples.size, step):
-            pcm = (np.clip(samples[start : start + step], -1, 1) * 32767).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
-            frame.sample_rate = RATE
-            for resampled in resampler.resample(frame):
-                for packet in stream.encode(resampled):
-                    container.mux(packet)
-        for resampled in resampler.resample(None):
-            for packet in stream.encode(resampled):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buffer.getvalue()
+    return support.encode(samples, "ogg", bit_rate=kbps * 1000)
 
 
 def sparse_speech(seconds: int) -> np.ndarray:

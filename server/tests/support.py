@@ -77,14 +77,16 @@ def speak(text: str, speed: int = 150) -> np.ndarray:
         return decode_audio(str(wav), sampling_rate=16000)
 
 
-def encode(samples: np.ndarray, fmt: str = "wav", rate: int = 16000) -> bytes:
-    """Encode 16 kHz mono float32 samples with PyAV into one of FORMATS."""
+def encode(samples: np.ndarray, fmt: str = "wav", rate: int = 16000, bit_rate: Optional[int] = None) -> bytes:
+    """Encode 16 kHz mono float32 samples with PyAV into one of FORMATS (at `bit_rate` bits/s if given)."""
     container_format, codec, out_rate = FORMATS[fmt]
     pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=out_rate)
         stream.layout = "mono"
+        if bit_rate:
+            stream.bit_rate = bit_rate
         resampler = av.AudioResampler(
             format=stream.format.name if fmt != "wav" else "s16", layout="mono", rate=out_rate
         )
