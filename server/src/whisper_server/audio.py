@@ -44,17 +44,25 @@ def audio_too_long(limit: float, found: Optional[float] = None) -> APIError:
     )
 
 
+def _open(upload: BinaryIO):
+    """The upload as a container with an audio stream, from its start; else 400 invalid_audio."""
+    upload.seek(0)
+    try:
+        container = av.open(upload, mode="r", metadata_errors="ignore")
+    except _DECODE_ERRORS as exc:
+        raise invalid_audio(exc) from None
+    if not container.streams.audio:
+        container.close()
+        raise invalid_audio("no audio stream")
+    return container
+
+
 def probe(upload: BinaryIO, max_seconds: float) -> None:
     """Cheap checks before a request is queued: an audio stream exists, and the container's own
     duration, where it has one, is within the limit. Reads headers only."""
-    upload.seek(0)
     try:
-        with av.open(upload, mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise invalid_audio("no audio stream")
+        with _open(upload) as container:
             seconds = container.duration / av.time_base if container.duration else None
-    except _DECODE_ERRORS as exc:
-        raise invalid_audio(exc) from None
     finally:
         upload.seek(0)
     if seconds is not None and seconds > max_seconds:
@@ -66,14 +74,7 @@ def _samples(upload: BinaryIO, max_seconds: float, check: Callable[[], None]) ->
     for containers that do not state their duration. Undecodable frames are skipped, as ffmpeg does."""
     limit = int(max_seconds * SAMPLE_RATE)
     total = 0
-    upload.seek(0)
-    try:
-        container = av.open(upload, mode="r", metadata_errors="ignore")
-    except _DECODE_ERRORS as exc:
-        raise invalid_audio(exc) from None
-    with container:
-        if not container.streams.audio:
-            raise invalid_audio("no audio stream")
+    with _open(upload) as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         try:

@@ -35,7 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # and for answering 429s while the queue is full.
             threads=config.workers + config.max_queue + 4,
             # Open connections, idle keep-alives included; past it, new ones wait in the listen
-            # backlog. With the 512 KiB in-memory buffer above, they cost at most ~50 MiB together.
+            # backlog. With the 512 KiB in-memory buffer below, they cost at most ~50 MiB together.
             connection_limit=100,
             # Keeps the channel readable while a request runs, which is how waitress notices a
             # client that left (environ["waitress.client_disconnected"]).
