@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import whisper_server.config as config_module
 from conftest import free_port
 from whisper_server.admission import Admission, QueueFull
 from whisper_server.config import OPENAI_MODEL_NAMES, Config, ConfigError, load_config
@@ -17,6 +18,7 @@ from whisper_server.engine import (
     Probe,
     choose_device,
     load_engine,
+    resolve_batch_size,
     resolve_compute_type,
 )
 
@@ -24,10 +26,26 @@ from whisper_server.engine import (
 def test_defaults():
     config = load_config(["--model", "small"], environ={})
     assert (config.host, config.port, config.device, config.compute_type) == ("0.0.0.0", 8000, "auto", "auto")
-    assert (config.workers, config.max_queue, config.max_upload_mb, config.vad) == (1, 8, 25.0, True)
+    assert (config.max_queue, config.max_upload_mb, config.vad, config.batch_size) == (8, 25.0, True, 0)
     assert config.model_aliases == OPENAI_MODEL_NAMES
     assert "gpt-4o-transcribe" in config.model_aliases
     assert config.api_key is None and config.max_upload_bytes == 25 * 1024 * 1024
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 4), (2, 4), (4, 8), (8, 16), (64, 16)])
+def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, workers):
+    monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    config = load_config(["--model", "small"], environ={})
+    assert (config.workers, config.cpu_threads) == (workers, cores)
+    assert (Config(model="x").workers, Config(model="x").cpu_threads) == (workers, cores)
+    spelled = load_config(["--model", "small", "--workers", "auto"], environ={"WHISPER_CPU_THREADS": "auto"})
+    assert (spelled.workers, spelled.cpu_threads) == (workers, cores)
+    assert load_config(["--model", "small", "--workers", "3"], environ={"WHISPER_CPU_THREADS": "1"}).workers == 3
+
+
+def test_batch_size_auto_depends_on_the_device():
+    assert (resolve_batch_size(Config(model="x"), "cpu"), resolve_batch_size(Config(model="x"), "cuda")) == (8, 16)
+    assert resolve_batch_size(Config(model="x", batch_size=1), "cuda") == 1
 
 
 def test_environment_then_flags():

@@ -207,27 +207,32 @@ def test_a_stream_whose_client_left_stops_and_is_logged_499(wav_bytes, caplog):
 def test_the_model_asks_the_running_request_before_each_call():
     """A window can take many model calls (temperature fallback): each asks first, so a departed
     client's work stops within one call, not one segment."""
-    from whisper_server.engine import _checked, _Interruptible
+    import ctranslate2
+
+    from whisper_server.engine import Batcher, _checked
 
     calls = []
 
     class Inner:
         is_multilingual = False
+        device = "cpu"
 
-        def encode(self, *args):
+        def encode(self, features, to_cpu=False):
             calls.append("encode")
+            return features
 
-        def generate(self, *args):
+        def generate(self, encoded, prompts, **kwargs):
             calls.append("generate")
+            return [None] * len(prompts)
 
-    model = _Interruptible(Inner())
+    model = Batcher(Inner(), max_windows=4)
+    window = ctranslate2.StorageView.from_array(np.zeros((1, 2, 4), dtype=np.float32))
 
     def segments():
-        model.encode()
-        model.generate()
-        model.generate()
+        model.generate(model.encode(window), [[1]])
+        model.generate(model.encode(window), [[1]])
         yield "first"
-        model.generate()
+        model.generate(model.encode(window), [[1]])
         yield "second"
 
     def check():
@@ -240,5 +245,5 @@ def test_the_model_asks_the_running_request_before_each_call():
             seen.append(segment)
     assert seen == [] and calls == ["encode", "generate"]
     assert model.is_multilingual is False
-    model.generate()  # outside a request's segments nothing is asked
+    model.generate(model.encode(window), [[1]])  # outside a request's segments nothing is asked
     assert calls[-1] == "generate"

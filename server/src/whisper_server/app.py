@@ -106,7 +106,7 @@ def create_app(config: Config, loaded: Optional[LoadedEngine] = None) -> Flask:
     admission = Admission(config.workers, config.max_queue)
     state = State(config=config, admission=admission)
     app.extensions["whisper"] = state
-    app.extensions["whisper_metrics"] = Metrics(admission)
+    app.extensions["whisper_metrics"] = Metrics(admission, state)
     if loaded is not None:
         state.set_loaded(loaded)
 

@@ -64,14 +64,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     app.extensions["whisper"].set_loaded(loaded)
     log.info(
-        "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d auth=%s",
+        "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d cpu_threads=%d auth=%s",
         config.model,
         loaded.device,
         loaded.compute_type,
         config.workers,
         config.max_queue,
         config.vad,
-        config.batch_size,
+        loaded.batch_size,
+        config.cpu_threads,
         "on" if config.api_key else "off",
     )
 

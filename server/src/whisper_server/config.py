@@ -24,6 +24,20 @@ OPENAI_MODEL_NAMES = (
 )
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity, which containers and systemd narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers() -> int:
+    """Requests transcribed at once: enough for their windows to fill batches while the model runs,
+    twice the cores, from 4 to 16. Waiting requests hold only their compressed upload."""
+    return min(16, max(4, 2 * usable_cores()))
+
+
 class ConfigError(ValueError):
     """A setting is invalid; the message names the flag and its variable."""
 
@@ -35,7 +49,7 @@ class Config:
     port: int = 8000
     device: str = "auto"
     compute_type: str = "auto"
-    workers: int = 1
+    workers: int = field(default_factory=default_workers)
     max_queue: int = 8
     max_upload_mb: float = 25.0
     api_key_file: Optional[Path] = None
@@ -44,7 +58,7 @@ class Config:
     vad: bool = True
     beam_size: int = 5
     batch_size: int = 0
-    cpu_threads: int = 0
+    cpu_threads: int = field(default_factory=usable_cores)
     download_root: Optional[Path] = None
     shutdown_grace: float = 15.0
     max_audio_seconds: float = 14400.0
@@ -64,7 +78,12 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ("port", int, 8000, "port to bind"),
     ("device", str, "auto", "auto, cpu or cuda"),
     ("compute_type", str, "auto", "CTranslate2 compute type; auto = float16 on cuda, int8 on cpu"),
-    ("workers", int, 1, "transcriptions run at once"),
+    (
+        "workers",
+        int,
+        "auto",
+        "transcriptions run at once, their windows batched together; auto = twice the usable cores, 4 to 16",
+    ),
     ("max_queue", int, 8, "requests allowed to wait for a worker; past that, 429"),
     ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB"),
     ("api_key_file", Path, None, "file holding the API key; when set, requests need 'Authorization: Bearer <key>'"),
@@ -77,8 +96,14 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ),
     ("model_alias", str, "", "comma-separated extra model names that map to the loaded model"),
     ("beam_size", int, 5, "beam size for decoding"),
-    ("batch_size", int, 0, "batch size for faster-whisper's BatchedInferencePipeline; 0 or 1 = sequential"),
-    ("cpu_threads", int, 0, "CPU threads per worker; 0 = CTranslate2's default"),
+    (
+        "batch_size",
+        int,
+        0,
+        "most 30 s windows decoded in one model call, across concurrent requests and within long audio; "
+        "0 = auto (8 on CPU, 16 on CUDA); 1 = no batching",
+    ),
+    ("cpu_threads", int, "auto", "threads the model computes with on CPU; auto = the usable cores"),
     ("download_root", Path, None, "where model names are downloaded (default: the Hugging Face cache)"),
     (
         "max_audio_seconds",
@@ -100,6 +125,8 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ),
 )
 
+# Options whose default depends on the machine: "auto" leaves it to Config.
+_AUTO = ("workers", "cpu_threads")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -136,6 +163,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 
 def _convert(name: str, kind: type, value: object) -> object:
+    if value == "auto" and name in _AUTO:
+        return None  # the Config's own default, worked out from this machine
     if value is None or kind is str:
         return value
     try:
@@ -149,6 +178,7 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     environ = os.environ if environ is None else environ
     args = vars(build_parser(environ).parse_args(argv))
     values = {name: _convert(name, kind, args[name]) for name, kind, _, _ in _OPTIONS}
+    values = {name: value for name, value in values.items() if not (value is None and name in _AUTO)}
     names = _names(values.pop("model_names")) + _names(values.pop("model_alias"))
     values["model_aliases"] = tuple(dict.fromkeys(names))
     config = Config(vad=args["vad"], **values)

@@ -82,8 +82,11 @@ class Engine(Protocol):
         ...
 
 
-# The check of the request whose segments this thread is drawing, if any (see _Interruptible).
+# The check of the request whose segments this thread is drawing, if any (see Batcher).
 _current = threading.local()
+
+# How often a request waiting for its batch checks that its client is still there, in seconds.
+BATCH_WAIT_POLL = 0.25
 
 
 def _poll() -> None:
@@ -92,25 +95,186 @@ def _poll() -> None:
         check()
 
 
-class _Interruptible:
-    """CTranslate2's Whisper, asking the running request before each encode and generate call.
+class Deferred:
+    """What Batcher.encode() returns: the features, to be encoded together with other requests' windows
+    when generate() is called. Anything else that needs the encoder output gets it on demand."""
 
-    One window can take many calls (the temperature fallback decodes it up to six times), so a
-    check between segments alone could let a departed client's work run on for many seconds."""
+    def __init__(self, batcher: Batcher, features: np.ndarray, to_cpu: bool):
+        self.features = features  # [windows, mels, frames], float32, on the CPU
+        self._batcher = batcher
+        self._to_cpu = to_cpu
+        self.encoded: Optional[np.ndarray] = None  # this call's part of a batch's encoder output (CPU only)
+        self._real = None
 
-    def __init__(self, inner):
-        self._inner = inner
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.features.shape
+
+    def materialize(self):
+        if self._real is None:
+            import ctranslate2
+
+            if self.encoded is not None:
+                self._real = ctranslate2.StorageView.from_array(np.ascontiguousarray(self.encoded))
+            else:
+                features = ctranslate2.StorageView.from_array(self.features)
+                self._real = self._batcher.inner.encode(features, to_cpu=self._to_cpu)
+        return self._real
+
+
+class _Call:
+    """One generate() call waiting for the batcher: its windows, prompts and settings."""
+
+    def __init__(self, deferred: Deferred, prompts: list, kwargs: dict, key: tuple):
+        self.deferred = deferred
+        self.prompts = prompts
+        self.kwargs = kwargs
+        self.key = key
+        self.windows = deferred.features.shape[0]
+        self.done = threading.Event()
+        self.results: Optional[list] = None
+        self.error: Optional[BaseException] = None
+
+
+def _hashable(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+class Batcher:
+    """CTranslate2's Whisper, shared by every request, decoding windows of several requests together.
+
+    faster-whisper runs each request in its own thread, unchanged: its options, its temperature
+    fallback, its segments and words. Only the model calls meet here. encode() defers the work and
+    generate() queues the windows; one thread takes everything queued that can share a model call
+    (the same decoding settings and prompt layout, which CTranslate2 requires of a batch), up to
+    `max_windows`, and runs one batched encode and generate for all of it. Nothing waits for company:
+    a lone window runs at once, and windows that arrive meanwhile form the next batch.
+
+    It also asks the running request before each model call whether its client is still there
+    (check(), set per thread while segments are drawn); one window can take several calls, as the
+    fallback decodes it up to six times."""
+
+    def __init__(self, inner, *, max_windows: int, sot: Optional[int] = None):
+        self.inner = inner
+        self.max_windows = max(1, max_windows)
+        self._sot = sot
+        self._queue: list[_Call] = []
+        self._lock = threading.Condition()
+        # Model calls by how many windows they decoded, for /metrics.
+        self.calls_by_windows: dict[int, int] = {}
+        self._cpu = getattr(inner, "device", "cpu") == "cpu"
+        self._thread = threading.Thread(target=self._loop, name="whisper-batcher", daemon=True)
+        self._thread.start()
 
     def __getattr__(self, name):
-        return getattr(self._inner, name)
+        return getattr(self.inner, name)
 
-    def encode(self, *args, **kwargs):
-        _poll()
-        return self._inner.encode(*args, **kwargs)
+    # The model's methods that faster-whisper calls.
 
-    def generate(self, *args, **kwargs):
+    def encode(self, features, to_cpu: bool = False):
         _poll()
-        return self._inner.generate(*args, **kwargs)
+        # A copy: the caller's buffer is not ours to keep.
+        array = np.array(np.asarray(features), dtype=np.float32, copy=True, order="C")
+        return Deferred(self, array if array.ndim == 3 else array[None], to_cpu)
+
+    def generate(self, features, prompts, **kwargs):
+        _poll()
+        if not isinstance(features, Deferred):
+            return self.inner.generate(features, prompts, **kwargs)
+        call = _Call(features, [list(p) for p in prompts], kwargs, self._key(prompts, kwargs))
+        with self._lock:
+            self._queue.append(call)
+            self._lock.notify()
+        try:
+            while not call.done.wait(BATCH_WAIT_POLL):
+                _poll()
+        except BaseException:
+            with self._lock:
+                if call in self._queue:
+                    self._queue.remove(call)
+            raise
+        if call.error is not None:
+            raise call.error
+        return call.results
+
+    def detect_language(self, features, *args, **kwargs):
+        _poll()
+        return self.inner.detect_language(_real(features), *args, **kwargs)
+
+    def align(self, features, *args, **kwargs):
+        _poll()
+        return self.inner.align(_real(features), *args, **kwargs)
+
+    # The batching thread.
+
+    def _key(self, prompts, kwargs) -> tuple:
+        """Calls may share a batch when their settings match and their prompts have the same length
+        and <|startoftranscript|> position (CTranslate2 refuses a batch otherwise)."""
+        layouts = {(len(p), p.index(self._sot) if self._sot in p else -1) for p in prompts}
+        return (_hashable(kwargs), tuple(sorted(layouts)))
+
+    def _take(self) -> list[_Call]:
+        """The oldest call, and every queued call that can share its model call, up to max_windows."""
+        with self._lock:
+            while not self._queue:
+                self._lock.wait()
+            first = self._queue[0]
+            taken, windows = [first], first.windows
+            if len(first.key[1]) == 1:  # a call whose own prompts differ in layout runs alone
+                for call in self._queue[1:]:
+                    if call.key != first.key:
+                        continue
+                    if windows + call.windows > self.max_windows:
+                        break
+                    taken.append(call)
+                    windows += call.windows
+            for call in taken:
+                self._queue.remove(call)
+            return taken
+
+    def _loop(self) -> None:
+        while True:
+            calls = self._take()
+            try:
+                self._run(calls)
+            except BaseException as exc:  # a batch that fails together is retried call by call
+                if len(calls) == 1:
+                    calls[0].error = exc
+                else:
+                    for call in calls:
+                        try:
+                            self._run([call])
+                        except BaseException as single:
+                            call.error = single
+            for call in calls:
+                call.done.set()
+
+    def _run(self, calls: list[_Call]) -> None:
+        import ctranslate2
+
+        parts = [c.deferred.features for c in calls]
+        features = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        encoded = self.inner.encode(ctranslate2.StorageView.from_array(features))
+        prompts = [p for c in calls for p in c.prompts]
+        results = self.inner.generate(encoded, prompts, **calls[0].kwargs)
+        windows = features.shape[0]
+        self.calls_by_windows[windows] = self.calls_by_windows.get(windows, 0) + 1
+        as_array = np.asarray(encoded) if self._cpu else None
+        start = 0
+        for call in calls:
+            end = start + call.windows
+            call.results = results[start:end]
+            if as_array is not None:
+                call.deferred.encoded = as_array[start:end]
+            start = end
+
+
+def _real(features):
+    return features.materialize() if isinstance(features, Deferred) else features
 
 
 def _checked(segments: Iterator[Segment], check: Callable[[], None]) -> Iterator[Segment]:
@@ -130,17 +294,31 @@ class ModelLoadError(RuntimeError):
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
+# One Whisper window, in samples: audio past it goes through batched inference.
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+
+
 class WhisperEngine:
-    """faster-whisper behind the Engine interface."""
+    """faster-whisper behind the Engine interface, on a Batcher shared by all requests.
+
+    Audio of one window or less (a voice note) is decoded by WhisperModel.transcribe: timestamped
+    segments and Whisper's temperature fallback. Longer audio is cut at pauses by VAD into chunks of
+    up to one window, decoded as a batch by BatchedInferencePipeline. Either way the model calls of
+    concurrent requests are batched together by the Batcher."""
 
     def __init__(self, model, *, beam_size: int, vad: bool, batch_size: int):
-        if not isinstance(model.model, _Interruptible):
-            model.model = _Interruptible(model.model)
+        if not isinstance(model.model, Batcher):
+            sot = model.hf_tokenizer.token_to_id("<|startoftranscript|>") if hasattr(model, "hf_tokenizer") else None
+            model.model = Batcher(model.model, max_windows=batch_size, sot=sot)
         self._model = model
         self._beam_size = beam_size
         self._vad = vad
         self._batch_size = batch_size
         self.multilingual = bool(model.model.is_multilingual)
+
+    @property
+    def calls_by_windows(self) -> dict[int, int]:
+        return self._model.model.calls_by_windows
 
     def transcribe(
         self, audio: np.ndarray, options: Options, check: Callable[[], None] = lambda: None
@@ -155,7 +333,7 @@ class WhisperEngine:
             word_timestamps=options.word_timestamps,
             vad_filter=self._vad,
         )
-        if self._batch_size > 1:
+        if self._batch_size > 1 and audio.shape[0] > WINDOW_SAMPLES:
             from faster_whisper import BatchedInferencePipeline
 
             # One pipeline per request: it keeps state between calls (last_speech_timestamp), which
@@ -166,8 +344,8 @@ class WhisperEngine:
                 length = audio.shape[0] / SAMPLE_RATE
                 starts = range(0, math.ceil(length), 30)
                 kwargs["clip_timestamps"] = [{"start": float(s), "end": min(s + 30.0, length)} for s in starts]
-            # It decodes each window once, at the first temperature: no fallback schedule.
-            segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, **kwargs)
+            # Timestamp tokens on, so verbose_json gets segments within each chunk, as for a short note.
+            segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, without_timestamps=False, **kwargs)
         else:
             segments, info = self._model.transcribe(audio, **kwargs)
         return _checked(_convert(segments), check), Info(language=info.language, duration=float(info.duration))
@@ -238,6 +416,7 @@ class LoadedEngine:
     compute_type: str
     gpu_name: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
+    batch_size: int = 1
 
 
 def choose_device(config: Config, probe: Probe) -> tuple[str, list[str]]:
@@ -264,6 +443,13 @@ def resolve_compute_type(config: Config, device: str) -> str:
     if config.compute_type != "auto":
         return config.compute_type
     return "float16" if device == "cuda" else "int8"
+
+
+def resolve_batch_size(config: Config, device: str) -> int:
+    """Windows per model call. A GPU gains far more from batching than a CPU does."""
+    if config.batch_size:
+        return config.batch_size
+    return 16 if device == "cuda" else 8
 
 
 def _gpu_name() -> Optional[str]:
@@ -302,6 +488,7 @@ def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
     from faster_whisper import WhisperModel
 
     compute_type = resolve_compute_type(config, device)
+    batch_size = resolve_batch_size(config, device)
     source = config.model
     path = Path(source).expanduser()
     if path.exists():
@@ -316,10 +503,11 @@ def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
             device=device,
             compute_type=compute_type,
             cpu_threads=config.cpu_threads,
-            num_workers=config.workers,
+            # One model call at a time: the Batcher makes them, each over every window that is ready.
+            num_workers=1,
             download_root=str(config.download_root) if config.download_root else None,
         )
-        engine = WhisperEngine(model, beam_size=config.beam_size, vad=config.vad, batch_size=config.batch_size)
+        engine = WhisperEngine(model, beam_size=config.beam_size, vad=config.vad, batch_size=batch_size)
         engine.warm_up()
     except ModelLoadError:
         raise
@@ -329,4 +517,4 @@ def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
             raise ModelLoadError(f"{text}: {CUDA_FIX}") from exc
         raise ModelLoadError(f"cannot load model {config.model!r} on {device} ({compute_type}): {text}") from exc
     gpu = _gpu_name() if device == "cuda" else None
-    return LoadedEngine(engine, device, compute_type, gpu, list(warnings))
+    return LoadedEngine(engine, device, compute_type, gpu, list(warnings), batch_size)

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+
+
+class _Batches:
+    """Model calls by the number of 30 s windows each decoded, read from the engine's Batcher."""
+
+    def __init__(self, state) -> None:
+        self._state = state
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "whisper_model_calls", "Batched model calls, by how many windows each decoded", labels=["windows"]
+        )
+        loaded = self._state.loaded
+        counts = dict(getattr(loaded.engine, "calls_by_windows", {}) if loaded else {})
+        for windows, count in sorted(counts.items()):
+            family.add_metric([str(windows)], count)
+        yield family
 
 
 class Metrics:
-    def __init__(self, admission) -> None:
+    def __init__(self, admission, state=None) -> None:
         self.registry = CollectorRegistry()
+        if state is not None:
+            self.registry.register(_Batches(state))
         self.requests = Counter(
             "whisper_requests_total", "HTTP requests answered", ["endpoint", "status"], registry=self.registry
         )

@@ -24,6 +24,7 @@ def health():
         "compute_type": loaded.compute_type if loaded else None,
         "gpu": loaded.gpu_name if loaded else None,
         "workers": state.config.workers,
+        "batch_size": loaded.batch_size if loaded else None,
         "queue_depth": state.admission.waiting,
         "running": state.admission.running,
         "uptime_s": round(time.monotonic() - state.started, 1),

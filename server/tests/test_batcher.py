@@ -1,0 +1,240 @@
+"""The Batcher: model calls of concurrent requests decoded together, each caller getting its own.
+
+A stand-in for CTranslate2's Whisper records every call; its "encoder" keeps each window's first
+feature values, so a result can be traced back to the window it came from. No real model here:
+test_integration.py runs the real one.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import ctranslate2
+import numpy as np
+import pytest
+
+from whisper_server.engine import Batcher, Deferred
+
+SOT = 50258
+
+
+class Inner:
+    """CTranslate2's Whisper, as far as the Batcher uses it. `gate` holds the first generate call
+    until the test has queued the others behind it."""
+
+    is_multilingual = False
+    device = "cpu"
+
+    def __init__(self, gate: threading.Event | None = None, fail_on: float | None = None):
+        self.gate = gate
+        self.fail_on = fail_on
+        self.encoded: list[int] = []  # windows per encode call
+        self.generated: list[tuple[int, dict]] = []  # windows and settings per generate call
+        self.aligned: list[np.ndarray] = []
+        self.started = threading.Event()
+
+    def encode(self, features, to_cpu=False):
+        array = np.asarray(features)
+        self.encoded.append(array.shape[0])
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[:, :1, :3]))
+
+    def generate(self, encoded, prompts, **kwargs):
+        self.started.set()
+        if self.gate is not None and not self.generated:
+            assert self.gate.wait(10)
+        windows = np.asarray(encoded)
+        self.generated.append((windows.shape[0], kwargs))
+        if self.fail_on is not None and self.fail_on in windows[:, 0, 0]:
+            raise ValueError("this window breaks the model")
+        return [(float(w[0, 0]), tuple(p)) for w, p in zip(windows, prompts)]
+
+    def align(self, encoded, *args):
+        self.aligned.append(np.asarray(encoded).copy())
+        return "aligned"
+
+
+def window(value: float, count: int = 1) -> ctranslate2.StorageView:
+    return ctranslate2.StorageView.from_array(np.full((count, 2, 4), value, dtype=np.float32))
+
+
+def prompt(*middle: int) -> list[int]:
+    return [SOT, *middle, 50359]
+
+
+def call_in_thread(model: Batcher, value: float, results: dict, *, count: int = 1, p=None, **kwargs):
+    def run():
+        try:
+            results[value] = model.generate(model.encode(window(value, count)), [p or prompt()] * count, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            results[value] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def wait_queued(model: Batcher, count: int) -> None:
+    for _ in range(1000):
+        if len(model._queue) >= count:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{count} calls never queued")
+
+
+def test_a_lone_call_runs_at_once_and_gets_its_results():
+    inner = Inner()
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    assert model.generate(model.encode(window(7.0)), [prompt()], beam_size=5) == [(7.0, tuple(prompt()))]
+    assert inner.encoded == [1] and inner.generated == [(1, {"beam_size": 5})]
+    assert model.calls_by_windows == {1: 1}
+
+
+def test_calls_that_queue_while_the_model_is_busy_are_decoded_together():
+    gate = threading.Event()
+    inner = Inner(gate)
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    results: dict = {}
+    threads = [call_in_thread(model, 1.0, results, beam_size=5)]
+    assert inner.started.wait(10)
+    threads += [call_in_thread(model, v, results, beam_size=5, p=prompt(10 + int(v))) for v in (2.0, 3.0)]
+    threads.append(call_in_thread(model, 4.0, results, count=2, beam_size=5, p=prompt(14)))  # a long one's chunks
+    wait_queued(model, 3)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert [w for w, _ in inner.generated] == [1, 4]  # the three queued calls in one model call
+    assert inner.encoded == [1, 4]
+    assert results[1.0] == [(1.0, tuple(prompt()))]
+    assert results[2.0] == [(2.0, tuple(prompt(12)))] and results[3.0] == [(3.0, tuple(prompt(13)))]
+    assert results[4.0] == [(4.0, tuple(prompt(14)))] * 2
+    assert model.calls_by_windows == {1: 1, 4: 1}
+
+
+def test_only_calls_that_can_share_a_model_call_are_batched():
+    """CTranslate2 takes one set of decoding settings per call, and prompts of one layout."""
+    gate = threading.Event()
+    inner = Inner(gate)
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    results: dict = {}
+    threads = [call_in_thread(model, 1.0, results, beam_size=5)]
+    assert inner.started.wait(10)
+    threads.append(call_in_thread(model, 2.0, results, beam_size=5))
+    wait_queued(model, 1)
+    threads.append(call_in_thread(model, 3.0, results, beam_size=1, sampling_temperature=0.4))  # a fallback
+    wait_queued(model, 2)
+    threads.append(call_in_thread(model, 4.0, results, beam_size=5, p=[50361, 400, 401, *prompt()]))  # a prompt
+    wait_queued(model, 3)
+    threads.append(call_in_thread(model, 5.0, results, beam_size=5))
+    wait_queued(model, 4)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    decoded = [(w, kwargs.get("beam_size")) for w, kwargs in inner.generated]
+    assert decoded == [(1, 5), (2, 5), (1, 1), (1, 5)]  # 2 and 5 together, oldest first
+    assert all(results[v][0][0] == v for v in (1.0, 2.0, 3.0, 4.0, 5.0))
+
+
+def test_a_batch_holds_at_most_max_windows():
+    gate = threading.Event()
+    inner = Inner(gate)
+    model = Batcher(inner, max_windows=3, sot=SOT)
+    results: dict = {}
+    threads = [call_in_thread(model, 1.0, results)]
+    assert inner.started.wait(10)
+    for n, value in enumerate((2.0, 3.0, 4.0, 5.0, 6.0), start=1):
+        threads.append(call_in_thread(model, value, results))
+        wait_queued(model, n)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert [w for w, _ in inner.generated] == [1, 3, 2]
+    assert all(results[v][0][0] == v for v in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0))
+
+
+def test_a_caller_that_gives_up_while_queued_is_never_decoded():
+    from whisper_server.engine import _current
+
+    gate = threading.Event()
+    inner = Inner(gate)
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    results: dict = {}
+    first = call_in_thread(model, 1.0, results)
+    assert inner.started.wait(10)
+    gone = threading.Event()
+
+    def leaving():
+        def check():
+            if gone.is_set():
+                raise ConnectionAbortedError("client left")
+
+        _current.check = check
+        try:
+            model.generate(model.encode(window(2.0)), [prompt()])
+        except ConnectionAbortedError as exc:
+            results[2.0] = exc
+
+    thread = threading.Thread(target=leaving)
+    thread.start()
+    wait_queued(model, 1)
+    gone.set()
+    thread.join(10)
+    assert isinstance(results[2.0], ConnectionAbortedError) and model._queue == []
+    gate.set()
+    first.join(10)
+    assert [w for w, _ in inner.generated] == [1]
+
+
+def test_a_window_that_breaks_the_batch_fails_alone():
+    gate = threading.Event()
+    inner = Inner(gate, fail_on=3.0)
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    results: dict = {}
+    threads = [call_in_thread(model, 1.0, results)]
+    assert inner.started.wait(10)
+    threads += [call_in_thread(model, v, results) for v in (2.0, 3.0)]
+    wait_queued(model, 2)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert isinstance(results[3.0], ValueError) and "breaks the model" in str(results[3.0])
+    assert results[2.0] == [(2.0, tuple(prompt()))]  # retried on its own
+    assert model.generate(model.encode(window(4.0)), [prompt()]) == [(4.0, tuple(prompt()))]  # still serving
+
+
+def test_word_alignment_reuses_the_batch_encoder_output_on_cpu():
+    inner = Inner()
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    deferred = model.encode(window(5.0))
+    assert isinstance(deferred, Deferred)
+    model.generate(deferred, [prompt()])
+    assert model.align(deferred, [SOT], [[1, 2]], 1500) == "aligned"
+    assert inner.encoded == [1]  # no second encode
+    assert inner.aligned[0].shape == (1, 1, 3) and inner.aligned[0][0, 0, 0] == 5.0
+    fresh = model.encode(window(6.0))  # not decoded yet (language detection): encoded on demand
+    model.align(fresh, [SOT], [[1]], 1500)
+    assert inner.encoded == [1, 1] and inner.aligned[1][0, 0, 0] == 6.0
+
+
+def test_attributes_and_encoded_inputs_pass_through():
+    inner = Inner()
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    assert model.is_multilingual is False and model.device == "cpu"
+    encoded = ctranslate2.StorageView.from_array(np.full((1, 1, 3), 9.0, dtype=np.float32))
+    assert model.generate(encoded, [prompt()]) == [(9.0, tuple(prompt()))]
+    assert model.calls_by_windows == {}  # not through the batching thread
+
+
+@pytest.mark.parametrize("max_windows", [0, 1])
+def test_batch_size_one_decodes_each_call_alone(max_windows):
+    gate = threading.Event()
+    inner = Inner(gate)
+    model = Batcher(inner, max_windows=max_windows, sot=SOT)
+    results: dict = {}
+    threads = [call_in_thread(model, 1.0, results)]
+    assert inner.started.wait(10)
+    threads += [call_in_thread(model, v, results) for v in (2.0, 3.0)]
+    wait_queued(model, 2)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert [w for w, _ in inner.generated] == [1, 1, 1]
