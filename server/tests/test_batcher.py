@@ -102,12 +102,59 @@ def test_calls_that_queue_while_the_model_is_busy_are_decoded_together():
     gate.set()
     for thread in threads:
         thread.join(10)
-    assert [w for w, _ in inner.generated] == [1, 4]  # the three queued calls in one model call
-    assert inner.encoded == [1, 4]
+    assert [w for w, _ in inner.generated] == [1, 4]  # the three queued calls in one decoder call
+    assert inner.encoded == [1] * 5  # on a CPU the encoder takes one window at a time
     assert results[1.0] == [(1.0, tuple(prompt()))]
     assert results[2.0] == [(2.0, tuple(prompt(12)))] and results[3.0] == [(3.0, tuple(prompt(13)))]
     assert results[4.0] == [(4.0, tuple(prompt(14)))] * 2
     assert model.calls_by_windows == {1: 1, 4: 1}
+
+
+def test_on_a_gpu_the_whole_batch_goes_to_the_model_at_once():
+    """generate() takes the features and encodes the batch itself: one call for the lot."""
+    gate = threading.Event()
+    inner = Inner(gate)
+    inner.device = "cuda"
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    results: dict = {}
+    threads = [call_in_thread(model, 1.0, results)]
+    assert inner.started.wait(10)
+    threads += [call_in_thread(model, v, results, count=2) for v in (2.0, 3.0)]
+    wait_queued(model, 2)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert inner.encoded == [] and [w for w, _ in inner.generated] == [1, 4]
+    assert results[3.0] == [(3.0, tuple(prompt()))] * 2
+    deferred = model.encode(window(4.0))
+    model.generate(deferred, [prompt()])
+    model.align(deferred, [SOT], [[1]], 1500)  # no CPU copy of the output kept: encoded for alignment
+    assert inner.encoded == [1]
+
+
+def test_calls_that_arrive_while_the_batch_is_encoded_join_it():
+    """On a CPU windows are encoded one by one; whatever arrives meanwhile joins the decoder call."""
+
+    class SlowEncoder(Inner):
+        def encode(self, features, to_cpu=False):
+            if not self.encoded:  # the first window: let two more calls queue behind it
+                self.encoding.set()
+                assert self.queued.wait(10)
+            return super().encode(features, to_cpu)
+
+    inner = SlowEncoder()
+    inner.encoding, inner.queued = threading.Event(), threading.Event()
+    model = Batcher(inner, max_windows=8, sot=SOT)
+    results: dict = {}
+    threads = [call_in_thread(model, 1.0, results)]
+    assert inner.encoding.wait(10)
+    threads += [call_in_thread(model, v, results) for v in (2.0, 3.0)]
+    wait_queued(model, 2)
+    inner.queued.set()
+    for thread in threads:
+        thread.join(10)
+    assert [w for w, _ in inner.generated] == [3] and inner.encoded == [1, 1, 1]
+    assert all(results[v] == [(v, tuple(prompt()))] for v in (1.0, 2.0, 3.0))
 
 
 def test_only_calls_that_can_share_a_model_call_are_batched():
@@ -238,3 +285,18 @@ def test_batch_size_one_decodes_each_call_alone(max_windows):
     for thread in threads:
         thread.join(10)
     assert [w for w, _ in inner.generated] == [1, 1, 1]
+
+
+def test_with_two_streams_a_second_batch_runs_while_the_first_is_held():
+    gate = threading.Event()
+    inner = Inner(gate)
+    model = Batcher(inner, max_windows=8, sot=SOT, streams=2)
+    results: dict = {}
+    first = call_in_thread(model, 1.0, results)
+    assert inner.started.wait(10)
+    second = call_in_thread(model, 2.0, results)
+    second.join(10)
+    assert results[2.0] == [(2.0, tuple(prompt()))] and 1.0 not in results
+    gate.set()
+    first.join(10)
+    assert results[1.0] == [(1.0, tuple(prompt()))]

@@ -20,6 +20,7 @@ from whisper_server.engine import (
     load_engine,
     resolve_batch_size,
     resolve_compute_type,
+    resolve_streams,
 )
 
 
@@ -41,6 +42,13 @@ def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, work
     spelled = load_config(["--model", "small", "--workers", "auto"], environ={"WHISPER_CPU_THREADS": "auto"})
     assert (spelled.workers, spelled.cpu_threads) == (workers, cores)
     assert load_config(["--model", "small", "--workers", "3"], environ={"WHISPER_CPU_THREADS": "1"}).workers == 3
+
+
+@pytest.mark.parametrize("threads, streams", [(1, 1), (2, 2), (4, 2), (8, 2), (12, 3), (16, 4)])
+def test_streams_auto_on_a_cpu_come_from_the_threads(threads, streams):
+    assert resolve_streams(Config(model="x", cpu_threads=threads), "cpu") == streams
+    assert resolve_streams(Config(model="x", cpu_threads=threads), "cuda") == 1
+    assert resolve_streams(Config(model="x", cpu_threads=threads, streams=3), "cpu") == 3
 
 
 def test_batch_size_auto_depends_on_the_device():

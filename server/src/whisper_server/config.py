@@ -58,6 +58,7 @@ class Config:
     vad: bool = True
     beam_size: int = 5
     batch_size: int = 0
+    streams: int = 0
     cpu_threads: int = field(default_factory=usable_cores)
     download_root: Optional[Path] = None
     shutdown_grace: float = 15.0
@@ -103,7 +104,18 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "most 30 s windows decoded in one model call, across concurrent requests and within long audio; "
         "0 = auto (8 on CPU, 16 on CUDA); 1 = no batching",
     ),
-    ("cpu_threads", int, "auto", "threads the model computes with on CPU; auto = the usable cores"),
+    (
+        "streams",
+        int,
+        0,
+        "model calls run at once, each over a batch; 0 = auto (on a CPU: 2, one more per 4 threads past 8; on CUDA: 1)",
+    ),
+    (
+        "cpu_threads",
+        int,
+        "auto",
+        "threads the model computes with on CPU, shared by the streams; auto = the usable cores",
+    ),
     ("download_root", Path, None, "where model names are downloaded (default: the Hugging Face cache)"),
     (
         "max_audio_seconds",
@@ -215,6 +227,8 @@ def validate(config: Config) -> None:
         problems.append("--beam-size must be at least 1")
     if config.batch_size < 0:
         problems.append("--batch-size must be 0 or more")
+    if config.streams < 0:
+        problems.append("--streams must be 0 or more")
     if config.cpu_threads < 0:
         problems.append("--cpu-threads must be 0 or more")
     if config.max_audio_seconds <= 0:

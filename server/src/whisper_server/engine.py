@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Optional, Protocol
 
 import numpy as np
 
-from whisper_server.config import Config
+from whisper_server.config import Config, usable_cores
 
 log = logging.getLogger("whisper_server")
 
@@ -158,7 +158,7 @@ class Batcher:
     (check(), set per thread while segments are drawn); one window can take several calls, as the
     fallback decodes it up to six times."""
 
-    def __init__(self, inner, *, max_windows: int, sot: Optional[int] = None):
+    def __init__(self, inner, *, max_windows: int, sot: Optional[int] = None, streams: int = 1):
         self.inner = inner
         self.max_windows = max(1, max_windows)
         self._sot = sot
@@ -167,8 +167,10 @@ class Batcher:
         # Model calls by how many windows they decoded, for /metrics.
         self.calls_by_windows: dict[int, int] = {}
         self._cpu = getattr(inner, "device", "cpu") == "cpu"
-        self._thread = threading.Thread(target=self._loop, name="whisper-batcher", daemon=True)
-        self._thread.start()
+        # One thread per model worker (CTranslate2's inter_threads): each takes its own batches, so
+        # one batch is encoded while another is decoded.
+        for n in range(max(1, streams)):
+            threading.Thread(target=self._loop, name=f"whisper-batcher-{n}", daemon=True).start()
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -218,58 +220,87 @@ class Batcher:
         return (_hashable(kwargs), tuple(sorted(layouts)))
 
     def _take(self) -> list[_Call]:
-        """The oldest call, and every queued call that can share its model call, up to max_windows."""
+        """Waits for a call; returns the oldest, and every queued call that can share its model call."""
         with self._lock:
             while not self._queue:
                 self._lock.wait()
-            first = self._queue[0]
-            taken, windows = [first], first.windows
-            if len(first.key[1]) == 1:  # a call whose own prompts differ in layout runs alone
-                for call in self._queue[1:]:
-                    if call.key != first.key:
-                        continue
-                    if windows + call.windows > self.max_windows:
-                        break
-                    taken.append(call)
-                    windows += call.windows
-            for call in taken:
-                self._queue.remove(call)
+            first = self._queue.pop(0)
+        return [first] + self._joining(first, self.max_windows - first.windows)
+
+    def _joining(self, first: _Call, room: int) -> list[_Call]:
+        """Queued calls that can join `first`'s model call, oldest first, within `room` windows."""
+        taken: list[_Call] = []
+        if len(first.key[1]) != 1:  # a call whose own prompts differ in layout runs alone
             return taken
+        with self._lock:
+            for call in list(self._queue):
+                if call.key != first.key:
+                    continue
+                if call.windows > room:
+                    break
+                taken.append(call)
+                room -= call.windows
+                self._queue.remove(call)
+        return taken
 
     def _loop(self) -> None:
         while True:
             calls = self._take()
             try:
-                self._run(calls)
+                self._decode(calls, self._encode(calls, gather=True))
             except BaseException as exc:  # a batch that fails together is retried call by call
                 if len(calls) == 1:
                     calls[0].error = exc
                 else:
                     for call in calls:
                         try:
-                            self._run([call])
+                            self._decode([call], self._encode([call], gather=False))
                         except BaseException as single:
                             call.error = single
             for call in calls:
                 call.done.set()
 
-    def _run(self, calls: list[_Call]) -> None:
+    def _encode(self, calls: list[_Call], *, gather: bool):
+        """The encoder output of every window of `calls`, as one StorageView.
+
+        On a CPU the encoder gains nothing from a batch (one window is already a large matrix
+        product), while its attention takes ~50 MiB more per window batched. So windows are encoded
+        one at a time, and calls that arrive meanwhile join the batch (appended to `calls`): the
+        decoder, which gains most from batching, then takes them all. On a GPU the batch is encoded
+        at once."""
         import ctranslate2
 
-        parts = [c.deferred.features for c in calls]
-        features = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        encoded = self.inner.encode(ctranslate2.StorageView.from_array(features))
+        if not self._cpu:
+            parts = [c.deferred.features for c in calls]
+            return ctranslate2.StorageView.from_array(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        outputs: list[np.ndarray] = []
+        done = 0
+        while done < len(calls):
+            for call in calls[done:]:
+                for i in range(call.windows):
+                    window = ctranslate2.StorageView.from_array(call.deferred.features[i : i + 1])
+                    outputs.append(np.asarray(self.inner.encode(window)))
+            done = len(calls)
+            if gather:
+                calls.extend(self._joining(calls[0], self.max_windows - len(outputs)))
+        return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+
+    def _decode(self, calls: list[_Call], encoded) -> None:
+        import ctranslate2
+
         prompts = [p for c in calls for p in c.prompts]
-        results = self.inner.generate(encoded, prompts, **calls[0].kwargs)
-        windows = features.shape[0]
-        self.calls_by_windows[windows] = self.calls_by_windows.get(windows, 0) + 1
-        as_array = np.asarray(encoded) if self._cpu else None
+        if isinstance(encoded, np.ndarray):
+            results = self.inner.generate(ctranslate2.StorageView.from_array(encoded), prompts, **calls[0].kwargs)
+        else:  # GPU: the features, which generate() encodes in the same call
+            results = self.inner.generate(encoded, prompts, **calls[0].kwargs)
+        with self._lock:
+            self.calls_by_windows[len(prompts)] = self.calls_by_windows.get(len(prompts), 0) + 1
         start = 0
         for call in calls:
             end = start + call.windows
             call.results = results[start:end]
-            if as_array is not None:
-                call.deferred.encoded = as_array[start:end]
+            if isinstance(encoded, np.ndarray):
+                call.deferred.encoded = encoded[start:end]
             start = end
 
 
@@ -306,10 +337,10 @@ class WhisperEngine:
     up to one window, decoded as a batch by BatchedInferencePipeline. Either way the model calls of
     concurrent requests are batched together by the Batcher."""
 
-    def __init__(self, model, *, beam_size: int, vad: bool, batch_size: int):
+    def __init__(self, model, *, beam_size: int, vad: bool, batch_size: int, streams: int = 1):
         if not isinstance(model.model, Batcher):
             sot = model.hf_tokenizer.token_to_id("<|startoftranscript|>") if hasattr(model, "hf_tokenizer") else None
-            model.model = Batcher(model.model, max_windows=batch_size, sot=sot)
+            model.model = Batcher(model.model, max_windows=batch_size, sot=sot, streams=streams)
         self._model = model
         self._beam_size = beam_size
         self._vad = vad
@@ -417,6 +448,7 @@ class LoadedEngine:
     gpu_name: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
     batch_size: int = 1
+    streams: int = 1
 
 
 def choose_device(config: Config, probe: Probe) -> tuple[str, list[str]]:
@@ -450,6 +482,19 @@ def resolve_batch_size(config: Config, device: str) -> int:
     if config.batch_size:
         return config.batch_size
     return 16 if device == "cuda" else 8
+
+
+def resolve_streams(config: Config, device: str) -> int:
+    """Model calls run at once. On a CPU, two or more, each with up to 4 of the threads: Whisper's
+    decoder gains little from more threads per call (measured: 1 thread per call decodes as fast as
+    2 on this project's 2-core machine), and while one batch is decoded the next is encoded. On a
+    GPU, one: it batches."""
+    if config.streams:
+        return config.streams
+    if device == "cuda":
+        return 1
+    threads = config.cpu_threads or usable_cores()
+    return 1 if threads < 2 else max(2, math.ceil(threads / 4))
 
 
 def _gpu_name() -> Optional[str]:
@@ -489,6 +534,7 @@ def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
 
     compute_type = resolve_compute_type(config, device)
     batch_size = resolve_batch_size(config, device)
+    streams = resolve_streams(config, device)
     source = config.model
     path = Path(source).expanduser()
     if path.exists():
@@ -502,12 +548,14 @@ def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
             source,
             device=device,
             compute_type=compute_type,
-            cpu_threads=config.cpu_threads,
-            # One model call at a time: the Batcher makes them, each over every window that is ready.
-            num_workers=1,
+            # The Batcher makes the model calls, `streams` at once, each over every window that is ready.
+            cpu_threads=max(1, config.cpu_threads // streams) if config.cpu_threads else 0,
+            num_workers=streams,
             download_root=str(config.download_root) if config.download_root else None,
         )
-        engine = WhisperEngine(model, beam_size=config.beam_size, vad=config.vad, batch_size=batch_size)
+        engine = WhisperEngine(
+            model, beam_size=config.beam_size, vad=config.vad, batch_size=batch_size, streams=streams
+        )
         engine.warm_up()
     except ModelLoadError:
         raise
@@ -517,4 +565,4 @@ def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
             raise ModelLoadError(f"{text}: {CUDA_FIX}") from exc
         raise ModelLoadError(f"cannot load model {config.model!r} on {device} ({compute_type}): {text}") from exc
     gpu = _gpu_name() if device == "cuda" else None
-    return LoadedEngine(engine, device, compute_type, gpu, list(warnings), batch_size)
+    return LoadedEngine(engine, device, compute_type, gpu, list(warnings), batch_size, streams)
