@@ -39,8 +39,9 @@ class Inner:
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[:, :1, :3]))
 
     def generate(self, encoded, prompts, **kwargs):
+        first = not self.started.is_set()
         self.started.set()
-        if self.gate is not None and not self.generated:
+        if self.gate is not None and first:
             assert self.gate.wait(10)
         windows = np.asarray(encoded)
         self.generated.append((windows.shape[0], kwargs))
