@@ -33,22 +33,23 @@ def test_defaults():
     assert config.api_key is None and config.max_upload_bytes == 25 * 1024 * 1024
 
 
-@pytest.mark.parametrize("cores, workers", [(1, 4), (2, 4), (4, 8), (8, 16), (64, 16)])
-def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, workers):
+@pytest.mark.parametrize("cores, workers, threads", [(1, 4, 1), (2, 4, 2), (4, 8, 4), (8, 16, 8), (64, 16, 8)])
+def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, workers, threads):
     monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
     config = load_config(["--model", "small"], environ={})
-    assert (config.workers, config.cpu_threads) == (workers, cores)
-    assert (Config(model="x").workers, Config(model="x").cpu_threads) == (workers, cores)
+    assert (config.workers, config.cpu_threads) == (workers, threads)
+    assert (Config(model="x").workers, Config(model="x").cpu_threads) == (workers, threads)
     spelled = load_config(["--model", "small", "--workers", "auto"], environ={"WHISPER_CPU_THREADS": "auto"})
-    assert (spelled.workers, spelled.cpu_threads) == (workers, cores)
+    assert (spelled.workers, spelled.cpu_threads) == (workers, threads)
     assert load_config(["--model", "small", "--workers", "3"], environ={"WHISPER_CPU_THREADS": "1"}).workers == 3
 
 
-@pytest.mark.parametrize("threads, streams", [(1, 1), (2, 2), (4, 2), (8, 2), (12, 3), (16, 4)])
-def test_streams_auto_on_a_cpu_come_from_the_threads(threads, streams):
-    assert resolve_streams(Config(model="x", cpu_threads=threads), "cpu") == streams
-    assert resolve_streams(Config(model="x", cpu_threads=threads), "cuda") == 1
-    assert resolve_streams(Config(model="x", cpu_threads=threads, streams=3), "cpu") == 3
+@pytest.mark.parametrize("cores, streams", [(1, 1), (2, 2), (4, 2), (8, 2), (12, 3), (16, 4)])
+def test_streams_auto_on_a_cpu_come_from_the_cores(monkeypatch, cores, streams):
+    monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert resolve_streams(Config(model="x"), "cpu") == streams
+    assert resolve_streams(Config(model="x"), "cuda") == 1
+    assert resolve_streams(Config(model="x", streams=3), "cpu") == 3
 
 
 def test_batch_size_auto_depends_on_the_device():

@@ -59,7 +59,7 @@ class Config:
     beam_size: int = 5
     batch_size: int = 0
     streams: int = 0
-    cpu_threads: int = field(default_factory=usable_cores)
+    cpu_threads: int = field(default_factory=lambda: min(8, usable_cores()))
     download_root: Optional[Path] = None
     shutdown_grace: float = 15.0
     max_audio_seconds: float = 14400.0
@@ -114,7 +114,7 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "cpu_threads",
         int,
         "auto",
-        "threads the model computes with on CPU, shared by the streams; auto = the usable cores",
+        "threads each model call computes with on CPU; auto = the usable cores, at most 8",
     ),
     ("download_root", Path, None, "where model names are downloaded (default: the Hugging Face cache)"),
     (
