@@ -47,6 +47,25 @@ def test_json_is_the_default(client, wav_bytes, fake_engine):
     assert options.task == "transcribe" and options.temperature == 0 and not options.word_timestamps
 
 
+@pytest.mark.parametrize(
+    "fields, timestamps",
+    [
+        ({}, False),
+        ({"response_format": "text"}, False),
+        ({"response_format": "verbose_json"}, True),
+        ({"response_format": "srt"}, True),
+        ({"response_format": "vtt"}, True),
+        ({"stream": "true"}, True),
+        ({"stream": "true", "response_format": "text"}, True),
+    ],
+)
+def test_segment_times_are_decoded_only_for_formats_that_show_them(client, wav_bytes, fake_engine, fields, timestamps):
+    response = post(client, wav_bytes, **fields)
+    assert response.status_code == 200
+    response.get_data()
+    assert fake_engine.calls[0].timestamps is timestamps
+
+
 def test_parameters_reach_the_engine(client, wav_bytes, fake_engine):
     response = post(
         client,

@@ -301,3 +301,67 @@ def test_with_two_streams_a_second_batch_runs_while_the_first_is_held():
     gate.set()
     first.join(10)
     assert results[1.0] == [(1.0, tuple(prompt()))]
+
+
+class FakeWhisperModel:
+    """faster-whisper's WhisperModel as WhisperEngine uses it: records what it is asked."""
+
+    def __init__(self):
+        self.model = Inner()
+        self.asked: list[tuple[str, int, dict]] = []
+
+    def transcribe(self, audio, **kwargs):
+        self.asked.append(("sequential", audio.size, kwargs))
+        return iter([]), type("Info", (), {"language": "en", "duration": audio.size / 16000})()
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    import faster_whisper
+
+    model = FakeWhisperModel()
+
+    class Pipeline:
+        def __init__(self, model):
+            self.model = model
+
+        def transcribe(self, audio, **kwargs):
+            self.model.asked.append(("batched", audio.size, kwargs))
+            return iter([]), type("Info", (), {"language": "en", "duration": audio.size / 16000})()
+
+    monkeypatch.setattr(faster_whisper, "BatchedInferencePipeline", Pipeline)
+    return model
+
+
+@pytest.mark.parametrize(
+    "seconds, options, path, without_timestamps",
+    [
+        (5, dict(timestamps=False), "sequential", True),
+        (5, dict(timestamps=True), "sequential", False),
+        (5, dict(timestamps=False, word_timestamps=True), "sequential", False),
+        (30, dict(timestamps=False), "sequential", True),
+        (31, dict(timestamps=False), "batched", True),
+        (300, dict(timestamps=True), "batched", False),
+    ],
+)
+def test_the_engine_batches_audio_past_one_window_and_skips_unwanted_timestamps(
+    recorded, seconds, options, path, without_timestamps
+):
+    from whisper_server.engine import Options, WhisperEngine
+
+    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=8)
+    list(engine.transcribe(np.zeros(seconds * 16000, dtype=np.float32), Options(**options))[0])
+    ((taken, size, kwargs),) = recorded.asked
+    assert (taken, size) == (path, seconds * 16000)
+    assert kwargs["without_timestamps"] is without_timestamps
+    assert kwargs["temperature"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] and kwargs["vad_filter"] is True
+    if path == "batched":
+        assert kwargs["batch_size"] == 8
+
+
+def test_batch_size_one_keeps_long_audio_sequential(recorded):
+    from whisper_server.engine import Options, WhisperEngine
+
+    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=1)
+    list(engine.transcribe(np.zeros(90 * 16000, dtype=np.float32), Options())[0])
+    assert recorded.asked[0][0] == "sequential"

@@ -315,3 +315,106 @@ def test_concurrent_requests_end_in_200_or_429(tmp_path):
         assert requests.get(busy.url + "/health", timeout=5).json()["queue_depth"] == 0
     finally:
         busy.stop()
+
+
+def _model_calls(url: str) -> dict[int, float]:
+    """whisper_model_calls_total from /metrics: model calls by the number of windows each decoded."""
+    text = requests.get(url + "/metrics", timeout=5).text
+    return {
+        int(w): float(n) for w, n in re.findall(r'^whisper_model_calls_total\{windows="(\d+)"\} (\S+)$', text, re.M)
+    }
+
+
+def test_concurrent_requests_share_model_calls_and_each_gets_its_own_result(tmp_path):
+    """Cross-request batching with the real model: one model stream, so concurrent windows can only
+    be decoded together. Each request keeps its own options and gets its own transcript."""
+    busy = start_server(tmp_path, support.tiny_en(), "--streams", "1", "--workers", "8", key=None)
+    cases = [
+        ("fox", {"model": "whisper-1"}),
+        (
+            "report",
+            {"model": "whisper-1", "response_format": "verbose_json", "timestamp_granularities[]": ["segment", "word"]},
+        ),
+        ("weather", {"model": "whisper-1", "response_format": "text"}),
+        ("fox", {"model": "whisper-1", "prompt": "Fox, dog."}),
+        ("report", {"model": "whisper-1", "temperature": "0.3"}),
+        ("weather", {"model": "whisper-1", "response_format": "srt"}),
+    ]
+    results: dict[int, requests.Response] = {}
+    try:
+        before = _model_calls(busy.url)
+        threads = [
+            threading.Thread(
+                target=lambda i=i, key=key, data=data: results.__setitem__(
+                    i, busy.post(audio=support.speech(key, "ogg"), filename="n.ogg", data=data)
+                )
+            )
+            for i, (key, data) in enumerate(cases)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        after = _model_calls(busy.url)
+    finally:
+        busy.stop()
+    for i, (key, data) in enumerate(cases):
+        response = results[i]
+        assert response.status_code == 200, response.text
+        fmt = data.get("response_format", "json")
+        if fmt == "verbose_json":
+            body = response.json()
+            text = body["text"]
+            assert body["words"] and body["segments"]
+        elif fmt == "srt":
+            text = " ".join(
+                line for line in response.text.splitlines() if line and "-->" not in line and not line.isdigit()
+            )
+        elif fmt == "text":
+            text = response.text
+        else:
+            text = response.json()["text"]
+        assert support.wer(support.SENTENCES[key], text) <= MAX_WER, (key, text)
+    batched = {w: n - before.get(w, 0) for w, n in after.items() if w > 1 and n > before.get(w, 0)}
+    assert batched, f"no model call decoded more than one window: {after}"
+
+
+def test_long_audio_is_decoded_in_batched_chunks_with_coherent_times(server):
+    """Past one window, VAD-cut chunks go through the model as a batch; segments, words and the
+    stream stay right."""
+    sentences = [support.SENTENCES[k] for k in ("fox", "report", "weather")] * 3
+    pause = np.zeros(16000 * 2, dtype=np.float32)
+    clip = np.concatenate([part for s in sentences for part in (support.speak(s), pause)])
+    duration = clip.size / 16000
+    assert duration > 50
+    audio = support.encode(clip, "ogg")
+    before = _model_calls(server.url)
+    response = server.post(
+        audio=audio,
+        filename="long.ogg",
+        data={
+            "model": "whisper-1",
+            "response_format": "verbose_json",
+            "timestamp_granularities[]": ["segment", "word"],
+        },
+    )
+    after = _model_calls(server.url)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert support.wer(" ".join(sentences), body["text"]) <= MAX_WER
+    assert abs(body["duration"] - duration) < 0.1
+    segments, words = body["segments"], body["words"]
+    assert len(segments) >= len(sentences) // 2
+    for previous, segment in zip(segments, segments[1:]):
+        assert previous["end"] <= segment["start"] + 0.05 and segment["id"] == previous["id"] + 1
+    assert all(0 <= s["start"] < s["end"] <= duration + 0.5 for s in segments)
+    assert segments[-1]["start"] > 40  # the last sentences are found where they are, not squeezed early
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and words[-1]["end"] <= duration + 0.5
+    assert support.wer(" ".join(sentences), " ".join(w["word"] for w in words)) <= MAX_WER
+    grew = {w for w, n in after.items() if w > 1 and n > before.get(w, 0)}
+    assert grew, f"the chunks were not decoded as a batch: {before} -> {after}"
+    streamed = server.post(audio=audio, filename="long.ogg", data={"model": "whisper-1", "stream": "true"}, stream=True)
+    events = [json.loads(x[6:]) for x in streamed.iter_lines(decode_unicode=True) if x.startswith("data: ")]
+    assert events[-1]["type"] == "transcript.text.done" and len(events) >= 4
+    assert support.wer(body["text"], events[-1]["text"]) <= 0.05

@@ -69,6 +69,9 @@ class Options:
     prompt: Optional[str] = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    # Segment times are wanted (verbose_json, srt, vtt, a stream). Without them a window decodes as
+    # one segment, with no timestamp tokens to generate.
+    timestamps: bool = True
 
 
 class Engine(Protocol):
@@ -363,6 +366,7 @@ class WhisperEngine:
             initial_prompt=options.prompt or None,
             word_timestamps=options.word_timestamps,
             vad_filter=self._vad,
+            without_timestamps=not (options.timestamps or options.word_timestamps),
         )
         if self._batch_size > 1 and audio.shape[0] > WINDOW_SAMPLES:
             from faster_whisper import BatchedInferencePipeline
@@ -375,8 +379,7 @@ class WhisperEngine:
                 length = audio.shape[0] / SAMPLE_RATE
                 starts = range(0, math.ceil(length), 30)
                 kwargs["clip_timestamps"] = [{"start": float(s), "end": min(s + 30.0, length)} for s in starts]
-            # Timestamp tokens on, so verbose_json gets segments within each chunk, as for a short note.
-            segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, without_timestamps=False, **kwargs)
+            segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, **kwargs)
         else:
             segments, info = self._model.transcribe(audio, **kwargs)
         return _checked(_convert(segments), check), Info(language=info.language, duration=float(info.duration))
