@@ -29,6 +29,17 @@ SENTENCES = {
     "weather": "Tomorrow the weather will be sunny with a light breeze from the west.",
 }
 
+# Distinct sentences for audio past one window: a transcript that repeats itself fails Whisper's
+# compression test by nature, which sends the window to the (sampling) temperature fallback.
+PARAGRAPH = (
+    *SENTENCES.values(),
+    "Remember to water the plants and feed the cat before you leave the house.",
+    "The meeting has been moved to Thursday at three o'clock in the small conference room.",
+    "My train was delayed by twenty minutes because of a signal failure near the station.",
+    "Could you pick up some bread, milk and a dozen eggs on your way home tonight?",
+    "The new library opens next month with a large children's section and a quiet cafe.",
+)
+
 # Every segment field OpenAI documents for verbose_json: the contract, written down once.
 OPENAI_SEGMENT_FIELDS = frozenset(
     {

@@ -317,7 +317,7 @@ class FakeWhisperModel:
 
 @pytest.fixture
 def recorded(monkeypatch):
-    import faster_whisper
+    import whisper_server.engine as engine_module
 
     model = FakeWhisperModel()
 
@@ -329,7 +329,7 @@ def recorded(monkeypatch):
             self.model.asked.append(("batched", audio.size, kwargs))
             return iter([]), type("Info", (), {"language": "en", "duration": audio.size / 16000})()
 
-    monkeypatch.setattr(faster_whisper, "BatchedInferencePipeline", Pipeline)
+    monkeypatch.setattr(engine_module, "_fallback_pipeline", lambda: Pipeline)
     return model
 
 

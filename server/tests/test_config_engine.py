@@ -53,7 +53,7 @@ def test_streams_auto_on_a_cpu_come_from_the_cores(monkeypatch, cores, streams):
 
 
 def test_batch_size_auto_depends_on_the_device():
-    assert (resolve_batch_size(Config(model="x"), "cpu"), resolve_batch_size(Config(model="x"), "cuda")) == (8, 16)
+    assert (resolve_batch_size(Config(model="x"), "cpu"), resolve_batch_size(Config(model="x"), "cuda")) == (4, 16)
     assert resolve_batch_size(Config(model="x", batch_size=1), "cuda") == 1
 
 

@@ -382,11 +382,11 @@ def test_concurrent_requests_share_model_calls_and_each_gets_its_own_result(tmp_
 def test_long_audio_is_decoded_in_batched_chunks_with_coherent_times(server):
     """Past one window, VAD-cut chunks go through the model as a batch; segments, words and the
     stream stay right."""
-    sentences = [support.SENTENCES[k] for k in ("fox", "report", "weather")] * 3
+    sentences = support.PARAGRAPH
     pause = np.zeros(16000 * 2, dtype=np.float32)
     clip = np.concatenate([part for s in sentences for part in (support.speak(s), pause)])
     duration = clip.size / 16000
-    assert duration > 50
+    assert duration > 45
     audio = support.encode(clip, "ogg")
     before = _model_calls(server.url)
     response = server.post(
@@ -408,7 +408,7 @@ def test_long_audio_is_decoded_in_batched_chunks_with_coherent_times(server):
     for previous, segment in zip(segments, segments[1:]):
         assert previous["end"] <= segment["start"] + 0.05 and segment["id"] == previous["id"] + 1
     assert all(0 <= s["start"] < s["end"] <= duration + 0.5 for s in segments)
-    assert segments[-1]["start"] > 40  # the last sentences are found where they are, not squeezed early
+    assert segments[-1]["start"] > duration - 15  # the last sentence is found where it is, not squeezed early
     starts = [w["start"] for w in words]
     assert starts == sorted(starts) and words[-1]["end"] <= duration + 0.5
     assert support.wer(" ".join(sentences), " ".join(w["word"] for w in words)) <= MAX_WER

@@ -102,7 +102,7 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         int,
         0,
         "most 30 s windows decoded in one model call, across concurrent requests and within long audio; "
-        "0 = auto (8 on CPU, 16 on CUDA); 1 = no batching",
+        "0 = auto (4 on CPU, 16 on CUDA); 1 = no batching",
     ),
     (
         "streams",

@@ -1,0 +1,66 @@
+"""The engine with the real tiny.en model, in process: what the HTTP tests cannot steer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import support
+from whisper_server.config import Config
+from whisper_server.engine import Options, load_engine
+
+pytestmark = pytest.mark.model
+
+
+class Result:
+    def __init__(self, tokens):
+        self.sequences_ids = [tokens]
+        self.scores = [-0.05]
+        self.no_speech_prob = 0.0
+
+
+class LoopsAtFirst:
+    """The real model, except that greedy/beam decoding (temperature 0) falls into a repetition loop,
+    as Whisper does on hard audio: the fallback must sample at a higher temperature to recover."""
+
+    def __init__(self, inner, token):
+        self._inner, self._token = inner, token
+        self.temperatures: list[float] = []
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def generate(self, encoded, prompts, **kwargs):
+        temperature = kwargs.get("sampling_temperature", 0.0) if kwargs.get("sampling_topk", 1) != 1 else 0.0
+        self.temperatures.append(temperature)
+        if temperature == 0.0:
+            return [Result([self._token] * 120) for _ in prompts]
+        return self._inner.generate(encoded, prompts, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return load_engine(Config(model=str(support.tiny_en()), streams=1)).engine
+
+
+LONG = list(support.PARAGRAPH)
+
+
+@pytest.mark.parametrize("sentences", [LONG[:2], LONG], ids=["note", "long"])
+def test_a_window_that_loops_at_temperature_0_is_decoded_again_hotter(engine, sentences):
+    """Both paths: a note (WhisperModel.transcribe's own fallback) and long audio in batched chunks
+    (the fallback whisperlab adds to faster-whisper's pipeline, which has none)."""
+    pause = np.zeros(16000, np.float32)
+    audio = np.concatenate([part for s in sentences for part in (support.speak(s), pause)])
+    assert (audio.size > 30 * 16000) is (sentences is LONG)
+    batcher = engine._model.model
+    loop_token = engine._model.hf_tokenizer.encode(" the", add_special_tokens=False).ids[0]
+    real, batcher.inner = batcher.inner, LoopsAtFirst(batcher.inner, loop_token)
+    try:
+        segments, _ = engine.transcribe(audio, Options(timestamps=False))
+        text = " ".join(s.text for s in segments)
+        temperatures = batcher.inner.temperatures
+    finally:
+        batcher.inner = real
+    assert 0.0 in temperatures and any(t > 0 for t in temperatures), temperatures
+    assert support.wer(" ".join(sentences), text) <= 0.3, text
