@@ -359,6 +359,18 @@ def test_the_engine_batches_audio_past_one_window_and_skips_unwanted_timestamps(
         assert kwargs["batch_size"] == 8
 
 
+def test_the_text_so_far_reads_on_only_where_windows_follow_each_other(recorded):
+    from whisper_server.engine import Options, WhisperEngine
+
+    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=8)
+    for seconds in (20, 90):
+        options = Options(prompt="Names: Ada.", context="and so we met.")
+        list(engine.transcribe(np.zeros(seconds * 16000, dtype=np.float32), options)[0])
+    (short, _, short_kwargs), (long, _, long_kwargs) = recorded.asked
+    assert (short, short_kwargs["initial_prompt"]) == ("sequential", "Names: Ada. and so we met.")
+    assert (long, long_kwargs["initial_prompt"]) == ("batched", "Names: Ada.")
+
+
 def test_batch_size_one_keeps_long_audio_sequential(recorded):
     from whisper_server.engine import Options, WhisperEngine
 

@@ -131,8 +131,8 @@ def test_segments_across_pieces_carry_whole_file_times_ids_and_context():
     assert [s.id for s in segments] == list(range(len(segments)))
     starts = [s.start for s in segments]
     assert starts == sorted(starts) and starts[-1] > 30
-    assert engine.calls[0].prompt == "Names: Ada."
-    assert engine.calls[1].prompt.startswith("Names: Ada. ") and "General Kenobi." in engine.calls[1].prompt
+    assert engine.calls[0].prompt == "Names: Ada." and engine.calls[0].context is None
+    assert engine.calls[1].prompt == "Names: Ada." and "General Kenobi." in engine.calls[1].context
     assert engine.calls[1].language == "en"
     assert the_job.info.duration == pytest.approx(64, abs=0.1)
     assert the_job.ticket._closed

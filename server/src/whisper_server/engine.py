@@ -73,6 +73,9 @@ class Options:
     # Segment times are wanted (verbose_json, srt, vtt, a stream). Without them a window decodes as
     # one segment, with no timestamp tokens to generate.
     timestamps: bool = True
+    # The end of the text so far, when this is a later piece of a long file. Decoded window after
+    # window, it follows the prompt; batched chunks are decoded independently and leave it out.
+    context: Optional[str] = None
 
 
 class Engine(Protocol):
@@ -382,6 +385,8 @@ class WhisperEngine:
                 kwargs["clip_timestamps"] = [{"start": float(s), "end": min(s + 30.0, length)} for s in starts]
             segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, **kwargs)
         else:
+            if options.context:
+                kwargs["initial_prompt"] = " ".join(p for p in (options.prompt, options.context) if p)
             segments, info = self._model.transcribe(audio, **kwargs)
         return _checked(_convert(segments), check), Info(language=info.language, duration=float(info.duration))
 

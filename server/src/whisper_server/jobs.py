@@ -88,9 +88,8 @@ class Job:
         ):
             self._check()
             if text:
-                # Later pieces keep the first piece's language, and read on from the text so far.
-                prompt = " ".join(p for p in (self._options.prompt, text[-CONTEXT_CHARS:]) if p)
-                options = dataclasses.replace(self._options, language=language, prompt=prompt)
+                # Later pieces keep the first piece's language, and may read on from the text so far.
+                options = dataclasses.replace(self._options, language=language, context=text[-CONTEXT_CHARS:])
             segments, info = self._engine.transcribe(piece, options, self._check)
             if language is None:
                 language = info.language
