@@ -377,3 +377,31 @@ def test_batch_size_one_keeps_long_audio_sequential(recorded):
     engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=1)
     list(engine.transcribe(np.zeros(90 * 16000, dtype=np.float32), Options())[0])
     assert recorded.asked[0][0] == "sequential"
+
+
+def test_on_a_cpu_two_streams_never_encode_at_once():
+    """The encoder's attention is the largest transient allocation: one at a time, whatever the streams."""
+
+    class Counting(Inner):
+        def __init__(self):
+            super().__init__()
+            self.active, self.most = 0, 0
+            self.guard = threading.Lock()
+
+        def encode(self, features, to_cpu=False):
+            with self.guard:
+                self.active += 1
+                self.most = max(self.most, self.active)
+            threading.Event().wait(0.05)
+            with self.guard:
+                self.active -= 1
+            return super().encode(features, to_cpu)
+
+    inner = Counting()
+    model = Batcher(inner, max_windows=1, sot=SOT, streams=3)
+    results: dict = {}
+    threads = [call_in_thread(model, float(v), results) for v in range(6)]
+    for thread in threads:
+        thread.join(10)
+    assert len(results) == 6 and inner.most == 1
+    assert len(inner.generated) == 6
