@@ -156,10 +156,11 @@ class Batcher:
 
     faster-whisper runs each request in its own thread, unchanged: its options, its temperature
     fallback, its segments and words. Only the model calls meet here. encode() defers the work and
-    generate() queues the windows; one thread takes everything queued that can share a model call
-    (the same decoding settings and prompt layout, which CTranslate2 requires of a batch), up to
-    `max_windows`, and runs one batched encode and generate for all of it. Nothing waits for company:
-    a lone window runs at once, and windows that arrive meanwhile form the next batch.
+    generate() queues the windows; each of `streams` threads takes the oldest call and everything
+    queued that can share its model call (the same decoding settings and prompt layout, which
+    CTranslate2 requires of a batch), up to `max_windows`, encodes it (see _encode) and decodes it
+    in one generate call. Nothing waits for company: a lone window runs at once, and windows that
+    arrive meanwhile join the batch being encoded or form the next one.
 
     It also asks the running request before each model call whether its client is still there
     (check(), set per thread while segments are drawn); one window can take several calls, as the
