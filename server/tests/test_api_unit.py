@@ -313,7 +313,7 @@ def test_not_ready_answers_503():
     health = client.get("/health").get_json()
     assert health["status"] == "ready"
     assert (health["device"], health["compute_type"], health["warnings"]) == ("cpu", "int8", ["slow disk"])
-    assert {"model", "gpu", "uptime_s", "queue_depth", "workers"} <= set(health)
+    assert {"model", "gpu", "uptime_s", "queue_depth", "workers", "batch_size", "streams"} <= set(health)
 
 
 def _wait_for(predicate, timeout=10.0):

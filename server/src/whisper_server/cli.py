@@ -64,7 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     app.extensions["whisper"].set_loaded(loaded)
     log.info(
-        "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d cpu_threads=%d auth=%s",
+        "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d streams=%d "
+        "cpu_threads=%d auth=%s",
         config.model,
         loaded.device,
         loaded.compute_type,
@@ -72,6 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config.max_queue,
         config.vad,
         loaded.batch_size,
+        loaded.streams,
         config.cpu_threads,
         "on" if config.api_key else "off",
     )

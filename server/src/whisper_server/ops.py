@@ -25,6 +25,7 @@ def health():
         "gpu": loaded.gpu_name if loaded else None,
         "workers": state.config.workers,
         "batch_size": loaded.batch_size if loaded else None,
+        "streams": loaded.streams if loaded else None,
         "queue_depth": state.admission.waiting,
         "running": state.admission.running,
         "uptime_s": round(time.monotonic() - state.started, 1),
