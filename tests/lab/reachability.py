@@ -1,0 +1,56 @@
+"""Lab-only: the client play ends by reaching the server the way the assistant does, and says why not.
+
+A firewall rule in the wsl host's own network namespace drops the server's port, as a Windows
+firewall would: the client play must stop with the "timed out" diagnosis, then pass once it is
+lifted. A wrong key and an unknown name get their own diagnoses."""
+
+from __future__ import annotations
+
+import subprocess
+
+GROUP = "clients"
+
+
+def client_play(inventory: str, expect_failure: bool, **extra_vars: str) -> str:
+    extra = [arg for name, value in extra_vars.items() for arg in ("-e", f"{name}={value}")]
+    result = subprocess.run(
+        ["ansible-playbook", "-i", inventory, "playbooks/client.yml", *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    print(result.stdout, result.stderr)
+    assert (result.returncode != 0) == expect_failure, f"client play: exit {result.returncode}"
+    return result.stdout
+
+
+def drop(port: int, action: str) -> None:
+    """Insert (-I) or delete (-D) a DROP of the port on the wsl host's namespace (lab.sh names it wl-wsl)."""
+    subprocess.run(
+        ["ip", "netns", "exec", "wl-wsl", "iptables", action, "INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"],
+        check=True,
+    )
+
+
+def test_a_dropped_port_fails_the_client_play_as_timed_out_then_it_passes(host, request):
+    inventory = request.config.option.ansible_inventory
+    port = int(host.ansible.get_variables().get("whisperlab_server_port", 8000))
+    drop(port, "-I")
+    try:
+        failed = client_play(inventory, expect_failure=True, lan_check_timeout="5")
+    finally:
+        drop(port, "-D")
+    assert "Timed out after 5 s connecting to" in failed
+    assert "firewall" in failed
+    passed = client_play(inventory, expect_failure=False)
+    assert "Ask for the model list with the client's key" in passed
+
+
+def test_a_wrong_key_and_an_unknown_name_get_their_diagnoses(host, run_role, tmp_path):
+    wrong = tmp_path / "wrong_key"
+    wrong.write_text("sk-whisperlab-not-the-servers-key\n")
+    out = run_role("clients", "lan_check", expect_failure=True, lan_check_api_key_file=str(wrong))
+    assert "401 from" in out and "refuses this client" in out
+    assert "not-the-servers-key" not in out  # the key itself is never printed
+    out = run_role("clients", "lan_check", expect_failure=True, lan_check_host="nowhere.invalid")
+    assert "does not resolve on this client" in out
