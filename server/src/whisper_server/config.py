@@ -108,7 +108,7 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "streams",
         int,
         0,
-        "model calls run at once, each over a batch; 0 = auto (on a CPU: 2, one more per 4 threads past 8; on CUDA: 1)",
+        "model calls run at once, each over a batch; 0 = auto (on a CPU: 2, one more per 4 cores past 8; on CUDA: 1)",
     ),
     (
         "cpu_threads",
