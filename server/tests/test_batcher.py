@@ -82,6 +82,19 @@ def wait_queued(model: Batcher, count: int) -> None:
     raise AssertionError(f"{count} calls never queued")
 
 
+def behind_a_held_call(model: Batcher, inner: Inner, results: dict, later, **first) -> None:
+    """Call 1.0 (with `first`'s settings) and hold it in the model on inner's gate; queue the `later`
+    calls, (value, settings), behind it one by one, in that order; then open the gate and let all end."""
+    threads = [call_in_thread(model, 1.0, results, **first)]
+    assert inner.started.wait(10)
+    for n, (value, settings) in enumerate(later, start=1):
+        threads.append(call_in_thread(model, value, results, **settings))
+        wait_queued(model, n)
+    inner.gate.set()
+    for thread in threads:
+        thread.join(10)
+
+
 def test_a_lone_call_runs_at_once_and_gets_its_results():
     inner = Inner()
     model = Batcher(inner, max_windows=8, sot=SOT)
@@ -91,18 +104,12 @@ def test_a_lone_call_runs_at_once_and_gets_its_results():
 
 
 def test_calls_that_queue_while_the_model_is_busy_are_decoded_together():
-    gate = threading.Event()
-    inner = Inner(gate)
+    inner = Inner(threading.Event())
     model = Batcher(inner, max_windows=8, sot=SOT)
     results: dict = {}
-    threads = [call_in_thread(model, 1.0, results, beam_size=5)]
-    assert inner.started.wait(10)
-    threads += [call_in_thread(model, v, results, beam_size=5, p=prompt(10 + int(v))) for v in (2.0, 3.0)]
-    threads.append(call_in_thread(model, 4.0, results, count=2, beam_size=5, p=prompt(14)))  # a long one's chunks
-    wait_queued(model, 3)
-    gate.set()
-    for thread in threads:
-        thread.join(10)
+    later = [(v, dict(beam_size=5, p=prompt(10 + int(v)))) for v in (2.0, 3.0)]
+    later.append((4.0, dict(count=2, beam_size=5, p=prompt(14))))  # a long one's chunks
+    behind_a_held_call(model, inner, results, later, beam_size=5)
     assert [w for w, _ in inner.generated] == [1, 4]  # the three queued calls in one decoder call
     assert inner.encoded == [1] * 5  # on a CPU the encoder takes one window at a time
     assert results[1.0] == [(1.0, tuple(prompt()))]
@@ -113,18 +120,11 @@ def test_calls_that_queue_while_the_model_is_busy_are_decoded_together():
 
 def test_on_a_gpu_the_whole_batch_goes_to_the_model_at_once():
     """generate() takes the features and encodes the batch itself: one call for the lot."""
-    gate = threading.Event()
-    inner = Inner(gate)
+    inner = Inner(threading.Event())
     inner.device = "cuda"
     model = Batcher(inner, max_windows=8, sot=SOT)
     results: dict = {}
-    threads = [call_in_thread(model, 1.0, results)]
-    assert inner.started.wait(10)
-    threads += [call_in_thread(model, v, results, count=2) for v in (2.0, 3.0)]
-    wait_queued(model, 2)
-    gate.set()
-    for thread in threads:
-        thread.join(10)
+    behind_a_held_call(model, inner, results, [(v, dict(count=2)) for v in (2.0, 3.0)])
     assert inner.encoded == [] and [w for w, _ in inner.generated] == [1, 4]
     assert results[3.0] == [(3.0, tuple(prompt()))] * 2
     deferred = model.encode(window(4.0))
@@ -160,41 +160,26 @@ def test_calls_that_arrive_while_the_batch_is_encoded_join_it():
 
 def test_only_calls_that_can_share_a_model_call_are_batched():
     """CTranslate2 takes one set of decoding settings per call, and prompts of one layout."""
-    gate = threading.Event()
-    inner = Inner(gate)
+    inner = Inner(threading.Event())
     model = Batcher(inner, max_windows=8, sot=SOT)
     results: dict = {}
-    threads = [call_in_thread(model, 1.0, results, beam_size=5)]
-    assert inner.started.wait(10)
-    threads.append(call_in_thread(model, 2.0, results, beam_size=5))
-    wait_queued(model, 1)
-    threads.append(call_in_thread(model, 3.0, results, beam_size=1, sampling_temperature=0.4))  # a fallback
-    wait_queued(model, 2)
-    threads.append(call_in_thread(model, 4.0, results, beam_size=5, p=[50361, 400, 401, *prompt()]))  # a prompt
-    wait_queued(model, 3)
-    threads.append(call_in_thread(model, 5.0, results, beam_size=5))
-    wait_queued(model, 4)
-    gate.set()
-    for thread in threads:
-        thread.join(10)
+    later = [
+        (2.0, dict(beam_size=5)),
+        (3.0, dict(beam_size=1, sampling_temperature=0.4)),  # a fallback
+        (4.0, dict(beam_size=5, p=[50361, 400, 401, *prompt()])),  # a prompt
+        (5.0, dict(beam_size=5)),
+    ]
+    behind_a_held_call(model, inner, results, later, beam_size=5)
     decoded = [(w, kwargs.get("beam_size")) for w, kwargs in inner.generated]
     assert decoded == [(1, 5), (2, 5), (1, 1), (1, 5)]  # 2 and 5 together, oldest first
     assert all(results[v][0][0] == v for v in (1.0, 2.0, 3.0, 4.0, 5.0))
 
 
 def test_a_batch_holds_at_most_max_windows():
-    gate = threading.Event()
-    inner = Inner(gate)
+    inner = Inner(threading.Event())
     model = Batcher(inner, max_windows=3, sot=SOT)
     results: dict = {}
-    threads = [call_in_thread(model, 1.0, results)]
-    assert inner.started.wait(10)
-    for n, value in enumerate((2.0, 3.0, 4.0, 5.0, 6.0), start=1):
-        threads.append(call_in_thread(model, value, results))
-        wait_queued(model, n)
-    gate.set()
-    for thread in threads:
-        thread.join(10)
+    behind_a_held_call(model, inner, results, [(v, {}) for v in (2.0, 3.0, 4.0, 5.0, 6.0)])
     assert [w for w, _ in inner.generated] == [1, 3, 2]
     assert all(results[v][0][0] == v for v in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0))
 
@@ -233,17 +218,10 @@ def test_a_caller_that_gives_up_while_queued_is_never_decoded():
 
 
 def test_a_window_that_breaks_the_batch_fails_alone():
-    gate = threading.Event()
-    inner = Inner(gate, fail_on=3.0)
+    inner = Inner(threading.Event(), fail_on=3.0)
     model = Batcher(inner, max_windows=8, sot=SOT)
     results: dict = {}
-    threads = [call_in_thread(model, 1.0, results)]
-    assert inner.started.wait(10)
-    threads += [call_in_thread(model, v, results) for v in (2.0, 3.0)]
-    wait_queued(model, 2)
-    gate.set()
-    for thread in threads:
-        thread.join(10)
+    behind_a_held_call(model, inner, results, [(2.0, {}), (3.0, {})])
     assert isinstance(results[3.0], ValueError) and "breaks the model" in str(results[3.0])
     assert results[2.0] == [(2.0, tuple(prompt()))]  # retried on its own
     assert model.generate(model.encode(window(4.0)), [prompt()]) == [(4.0, tuple(prompt()))]  # still serving
@@ -274,17 +252,10 @@ def test_attributes_and_encoded_inputs_pass_through():
 
 @pytest.mark.parametrize("max_windows", [0, 1])
 def test_batch_size_one_decodes_each_call_alone(max_windows):
-    gate = threading.Event()
-    inner = Inner(gate)
+    inner = Inner(threading.Event())
     model = Batcher(inner, max_windows=max_windows, sot=SOT)
     results: dict = {}
-    threads = [call_in_thread(model, 1.0, results)]
-    assert inner.started.wait(10)
-    threads += [call_in_thread(model, v, results) for v in (2.0, 3.0)]
-    wait_queued(model, 2)
-    gate.set()
-    for thread in threads:
-        thread.join(10)
+    behind_a_held_call(model, inner, results, [(2.0, {}), (3.0, {})])
     assert [w for w, _ in inner.generated] == [1, 1, 1]
 
 
