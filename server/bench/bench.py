@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -68,11 +67,11 @@ class Server:
     def __init__(self, url: str, process: subprocess.Popen, stop):
         self.url, self.process, self._stop = url, process, stop
 
-    def post(self, audio: bytes) -> requests.Response:
+    def post(self, audio: bytes, filename: str = "c.ogg", **fields: str) -> requests.Response:
         return requests.post(
             self.url + "/v1/audio/transcriptions",
-            data={"model": "whisper-1"},
-            files={"file": ("c.ogg", audio)},
+            data={"model": "whisper-1", **fields},
+            files={"file": (filename, audio)},
             timeout=600,
         )
 
@@ -82,16 +81,7 @@ class Server:
 
 def ours(tmp: Path, model: Path, *flags: str) -> Server:
     tmp.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in SERVER_ENV}
-    os.environ.update(SERVER_ENV)
-    try:
-        running = support.start_server(tmp, model, "--max-queue", "16", *flags, key=None)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    running = support.start_server(tmp, model, "--max-queue", "16", *flags, key=None, env=SERVER_ENV)
     return Server(running.url, running.process, running.stop)
 
 
@@ -118,14 +108,14 @@ def naive(tmp: Path, model: Path) -> Server:
     raise RuntimeError("naive server did not start")
 
 
-def timed(action, *args) -> float:
+def timed(action, *args, **kwargs) -> float:
     started = time.perf_counter()
-    action(*args)
+    action(*args, **kwargs)
     return time.perf_counter() - started
 
 
-def post_ok(server: Server, audio: bytes) -> None:
-    server.post(audio).raise_for_status()
+def post_ok(server: Server, audio: bytes, **fields: str) -> None:
+    server.post(audio, **fields).raise_for_status()
 
 
 def direct_sequential(model, audio: bytes) -> None:
@@ -254,14 +244,6 @@ def bench_long(model: Path, runs: int) -> dict:
         samples = decode_audio(io.BytesIO(audio))
         list(pipeline.transcribe(samples, beam_size=5, batch_size=8, without_timestamps=not timestamps)[0])
 
-    def post_verbose(server: Server) -> None:
-        requests.post(
-            server.url + "/v1/audio/transcriptions",
-            data={"model": "whisper-1", "response_format": "verbose_json"},
-            files={"file": ("c.ogg", audio)},
-            timeout=600,
-        ).raise_for_status()
-
     times: dict[str, list[float]] = {k: [] for k in ("json", "pipeline", "verbose", "pipeline_ts", "sequential")}
     with tempfile.TemporaryDirectory() as tmp:
         server = ours(Path(tmp), model)
@@ -271,7 +253,7 @@ def bench_long(model: Path, runs: int) -> dict:
             for _ in range(runs):
                 times["json"].append(timed(post_ok, server, audio))
                 times["pipeline"].append(timed(run_pipeline, False))
-                times["verbose"].append(timed(post_verbose, server))
+                times["verbose"].append(timed(post_ok, server, audio, response_format="verbose_json"))
                 times["pipeline_ts"].append(timed(run_pipeline, True))
                 times["sequential"].append(timed(direct_sequential, direct, audio))
         finally:
@@ -365,12 +347,7 @@ def bench_wer(models: dict[str, Path]) -> dict:
                     cases.append(("multilingual.mp3", MIT, 30.0))
                 for sample, reference, english_until in cases:
                     audio = (support.SHARED_DATA / sample).read_bytes()
-                    response = requests.post(
-                        server.url + "/v1/audio/transcriptions",
-                        data={"model": "whisper-1", "response_format": "verbose_json"},
-                        files={"file": (sample, audio)},
-                        timeout=600,
-                    )
+                    response = server.post(audio, sample, response_format="verbose_json")
                     response.raise_for_status()
                     segments = response.json()["segments"]
                     before = list(direct.transcribe(decode_audio(io.BytesIO(audio)), beam_size=5, vad_filter=True)[0])

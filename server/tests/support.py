@@ -196,8 +196,11 @@ class RunningServer:
             self.process.kill()
 
 
-def start_server(tmp: Path, model: Path, *extra: str, key: Optional[str] = "test-key-123") -> RunningServer:
-    """The real whisper-server command on a free loopback port; waits for /health to say ready."""
+def start_server(
+    tmp: Path, model: Path, *extra: str, key: Optional[str] = "test-key-123", env: Optional[dict] = None
+) -> RunningServer:
+    """The real whisper-server command on a free loopback port; waits for /health to say ready. `env`
+    adds to the environment it inherits."""
     port = free_port()
     log_dir, tmp_dir = tmp / "logs", tmp / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -221,8 +224,8 @@ def start_server(tmp: Path, model: Path, *extra: str, key: Optional[str] = "test
         key_file.chmod(0o600)
         args += ["--api-key-file", str(key_file)]
     output = tmp / "server.out"
-    env = {**os.environ, "TMPDIR": str(tmp_dir), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(args, stdout=output.open("wb"), stderr=subprocess.STDOUT, env=env)
+    environment = {**os.environ, **(env or {}), "TMPDIR": str(tmp_dir), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(args, stdout=output.open("wb"), stderr=subprocess.STDOUT, env=environment)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
