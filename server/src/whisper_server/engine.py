@@ -113,10 +113,6 @@ class Deferred:
         self.encoded: Optional[np.ndarray] = None  # this call's part of a batch's encoder output (CPU only)
         self._real = None
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.features.shape
-
     def materialize(self):
         if self._real is None:
             import ctranslate2
