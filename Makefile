@@ -16,12 +16,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
 REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
 
-.PHONY: help setup system-deps lint test test-server test-skill test-lab lab lab-down bench soak clean
+.PHONY: help setup system-deps lint test test-server test-skill test-roles test-lab lab lab-down bench soak clean
 
 help:
-	@echo "make lab       boot the simulated two-host lab, provision it, transcribe through it"
+	@echo "make lab       boot the simulated three-host lab, provision it, transcribe through it"
 	@echo "make lab-down  destroy the lab (keeps the rootfs and wheel cache)"
-	@echo "make test      lint, server tests, then the lab sequence (converge, idempotence, check, verify, faults)"
+	@echo "make test      lint, server, skill and role tests, then the lab sequence (converge, idempotence, check, verify, faults)"
 	@echo "make setup     install the system packages and the Python venv ($(VENV))"
 	@echo "make lint      ruff, shellcheck, yamllint, ansible-lint, syntax check"
 	@echo "make bench   benchmarks; figures go to bench-results/ (copy them into README.md)"
@@ -61,10 +61,14 @@ test-server: setup
 test-skill: setup
 	$(BIN)/python -m pytest -q -ra -p no:cacheprovider skills/tests
 
+# The roles' controller-side logic (the Windows role's .wslconfig merge and rendering); no hosts needed.
+test-roles: setup
+	$(BIN)/python -m pytest -q -ra -p no:cacheprovider tests/roles
+
 test-lab: setup
 	tests/lab/sequence.sh
 
-test: lint test-server test-skill test-lab
+test: lint test-server test-skill test-roles test-lab
 
 lab: setup
 	tests/lab/lab.sh up

@@ -4,7 +4,8 @@
 
 A module that sets GROUP runs only on that inventory group's hosts; the others are deselected, not
 skipped, so they neither pass nor hide anything. tests/lab/ holds the simulated lab's own harness and
-fault checks (they reboot hosts) and is never collected here.
+fault checks (they reboot hosts) and is never collected here; neither is tests/roles/, the roles'
+controller-side tests, which need no hosts (make test-roles).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 # The server's test helpers (speech synthesis, WER) serve these checks too: `import support`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "tests"))
 
-collect_ignore = ["lab"]
+collect_ignore = ["lab", "roles"]
 
 
 def pytest_collection_modifyitems(config, items):

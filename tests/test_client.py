@@ -14,21 +14,37 @@ import support
 GROUP = "clients"
 
 
+def default_alias(first: str, index: int) -> str:
+    """The whisperlab role's default alias for the index-th server (from 1): wsl.home, wsl2.home, ..."""
+    label, dot, rest = first.partition(".")
+    return first if index == 1 else f"{label}{index}{dot}{rest}"
+
+
 @pytest.fixture(scope="module")
 def setup(host, request):
     variables = host.ansible.get_variables()
     inventory = request.config.option.ansible_inventory
-    server_name = variables["groups"]["whisper_servers"][0]
-    server = testinfra.get_host(f"ansible://{server_name}", ansible_inventory=inventory)
-    server_vars = server.ansible.get_variables()
+    first_alias = variables.get("whisperlab_server_alias", "wsl.home")
+    short = variables.get("ssh_trust_short_name", "wsl")
+    servers = []
+    for index, name in enumerate(variables["groups"]["whisper_servers"], start=1):
+        server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+        server_vars = server.ansible.get_variables()
+        servers.append(
+            {
+                "host": server,
+                "address": server_vars.get("ansible_host", name),
+                "alias": server_vars.get("whisperlab_host_alias", default_alias(first_alias, index)),
+                "port": int(server_vars.get("whisper_server_port", variables.get("whisperlab_server_port", 8000))),
+                "short": short if index == 1 else f"{short}{index}",
+            }
+        )
     user = variables.get("whisper_skill_user") or variables["ansible_user"]
     workspace = variables.get("whisper_skill_workspace", "~/.openclaw/workspace")
     home = host.user(user).home
     return {
-        "server": server,
-        "address": server_vars.get("ansible_host", server_name),
-        "alias": variables.get("whisperlab_server_alias", "wsl.home"),
-        "short": variables.get("ssh_trust_short_name", "wsl"),
+        "servers": servers,
+        "alias": servers[0]["alias"],
         "user": user,
         "home": home,
         "skill": workspace.replace("~", home, 1) + "/skills/openai-whisper-api",
@@ -39,10 +55,11 @@ def as_user(setup, command: str) -> str:
     return f"sudo -u {setup['user']} -H sh -c 'cd && {command}'"
 
 
-def test_alias_resolves_to_the_server(host, setup):
-    assert host.addr(setup["alias"]).ip_addresses == [setup["address"]]
-    lines = [line for line in host.file("/etc/hosts").content_string.splitlines() if setup["alias"] in line.split()]
-    assert len(lines) == 1
+def test_each_alias_resolves_to_its_server(host, setup):
+    hosts_file = host.file("/etc/hosts").content_string.splitlines()
+    for server in setup["servers"]:
+        assert host.addr(server["alias"]).ip_addresses == [server["address"]]
+        assert len([line for line in hosts_file if server["alias"] in line.split()]) == 1
 
 
 def test_client_key(host, setup):
@@ -51,19 +68,21 @@ def test_client_key(host, setup):
     assert host.file(key.path + ".pub").content_string.startswith("ssh-ed25519 ")
 
 
-def test_known_hosts_pins_the_real_host_key(host, setup):
-    real = setup["server"].file("/etc/ssh/ssh_host_ed25519_key.pub").content_string.split()[1]
+def test_known_hosts_pins_each_real_host_key(host, setup):
     known_hosts = f"{setup['home']}/.ssh/known_hosts"
-    for name in (setup["alias"], setup["address"]):
-        found = host.run(f"ssh-keygen -F {name} -f {known_hosts}")
-        assert found.rc == 0, f"{name} is not in known_hosts"
-        assert real in found.stdout
+    for server in setup["servers"]:
+        real = server["host"].file("/etc/ssh/ssh_host_ed25519_key.pub").content_string.split()[1]
+        for name in (server["alias"], server["address"]):
+            found = host.run(f"ssh-keygen -F {name} -f {known_hosts}")
+            assert found.rc == 0, f"{name} is not in known_hosts"
+            assert real in found.stdout
 
 
-def test_batch_ssh_to_the_server(host, setup):
-    result = host.run(as_user(setup, f"ssh -o BatchMode=yes {setup['short']} hostname"))
-    assert result.rc == 0, result.stderr
-    assert result.stdout.strip() == setup["server"].check_output("hostname")
+def test_batch_ssh_to_each_server(host, setup):
+    for server in setup["servers"]:
+        result = host.run(as_user(setup, f"ssh -o BatchMode=yes {server['short']} hostname"))
+        assert result.rc == 0, result.stderr
+        assert result.stdout.strip() == server["host"].check_output("hostname")
 
 
 def test_skill_installed(host, setup):
@@ -72,7 +91,8 @@ def test_skill_installed(host, setup):
     assert host.file(f"{setup['skill']}/SKILL.md").contains("local")
     config = host.file(f"{setup['home']}/.config/whisperlab/client.env")
     assert config.mode == 0o600 and config.user == setup["user"]
-    assert config.contains(f"^WHISPER_API_URL=http://{setup['alias']}:")
+    urls = " ".join(f"http://{server['alias']}:{server['port']}/v1" for server in setup["servers"])
+    assert config.contains(f"^WHISPER_API_URL={urls}$")
 
 
 def test_skill_transcribes_end_to_end(host, setup, tmp_path):
@@ -105,8 +125,9 @@ def test_openclaw_voice_notes_go_to_the_server(setup, openclaw):
     assert openclaw("config validate").rc == 0
     models = json.loads(openclaw("config get tools.media.models --json").stdout)
     ours = [m for m in models if m.get("profile") == "openai:whisperlab"]
-    assert len(ours) == 1
-    assert ours[0]["baseUrl"].startswith(f"http://{setup['alias']}:") and ours[0]["capabilities"] == ["audio"]
+    # One entry per server, in inventory order: OpenClaw moves to the next when one cannot be reached.
+    assert [m["baseUrl"] for m in ours] == [f"http://{s['alias']}:{s['port']}/v1" for s in setup["servers"]]
+    assert all(m["capabilities"] == ["audio"] for m in ours)
     assert json.loads(openclaw("config get tools.media.audio.enabled --json").stdout) is True
     profiles = json.loads(openclaw("models auth list --json --provider openai").stdout)["profiles"]
     assert "openai:whisperlab" in [p["id"] for p in profiles]

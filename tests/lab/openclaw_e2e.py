@@ -42,8 +42,9 @@ def note() -> str:
 
 @pytest.fixture(scope="module")
 def server_url() -> str:
-    """The server URL as the whisper_skill role installed it on the mac host."""
-    return mac("sed -n 's/^WHISPER_API_URL=//p' ~/.config/whisperlab/client.env").stdout.decode().strip()
+    """The first server's URL as the whisper_skill role installed it on the mac host (one per server)."""
+    urls = mac("sed -n 's/^WHISPER_API_URL=//p' ~/.config/whisperlab/client.env").stdout.decode().split()
+    return urls[0]
 
 
 def test_the_config_the_role_wrote_is_valid():
@@ -54,7 +55,10 @@ def test_the_config_the_role_wrote_is_valid():
 def test_the_users_own_entry_and_comments_backup_survive():
     models = json.loads(mac("openclaw config get tools.media.models --json").stdout)
     ours = [m for m in models if m.get("profile") == "openai:whisperlab"]
-    assert len(ours) == 1 and ours[0]["baseUrl"].endswith(":8000/v1") and ours[0]["capabilities"] == ["audio"]
+    # One entry per server, in inventory order, and together (the user's entry is not between them).
+    assert [m["baseUrl"] for m in ours] == ["http://wsl.home:8000/v1", "http://wsl2.home:8000/v1"]
+    assert all(m["capabilities"] == ["audio"] for m in ours)
+    assert models[models.index(ours[0]) + 1] == ours[1]
     assert {"provider": "ollama", "model": "gemma4:26b", "capabilities": ["image"]} in models
     backup = mac("cat ~/.openclaw/openclaw.json.whisperlab-backup").stdout.decode()
     assert backup.startswith("// The lab user's own OpenClaw config"), "the backup is not the user's original"

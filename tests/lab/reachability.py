@@ -52,5 +52,6 @@ def test_a_wrong_key_and_an_unknown_name_get_their_diagnoses(host, run_role, tmp
     out = run_role("clients", "lan_check", expect_failure=True, lan_check_api_key_file=str(wrong))
     assert "401 from" in out and "refuses this client" in out
     assert "not-the-servers-key" not in out  # the key itself is never printed
-    out = run_role("clients", "lan_check", expect_failure=True, lan_check_host="nowhere.invalid")
+    nowhere = [{"alias": "nowhere.invalid", "port": 8000}]
+    out = run_role("clients", "lan_check", expect_failure=True, lan_check_servers=nowhere)
     assert "does not resolve on this client" in out

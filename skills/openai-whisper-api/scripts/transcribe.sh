@@ -7,8 +7,9 @@
 #   - An HTTP error is a failure (exit 1, one line on stderr, no transcript file), never written out
 #     as if it were the transcript.
 #   - The installed whisperlab config wins over an OPENAI_BASE_URL in the environment, and says so.
-#   - Audio goes to OpenAI's cloud only if you opted in AND the local server could not be reached at
-#     all: never because it was slow, busy or answered with an error.
+#   - Several servers may be listed (one per GPU box): no connection, 429 or 503 moves on to the next.
+#   - Audio goes to OpenAI's cloud only if you opted in AND no local server could be reached at
+#     all: never because one was slow, busy or answered with an error.
 #   - An extensionless input in a dotted folder gets a sibling output, not "<folder>/.txt".
 #
 # POSIX sh (macOS ships bash 3.2 and no jq): curl and POSIX utilities only. The audio file is only
@@ -20,8 +21,9 @@ usage() {
 Usage:
   transcribe.sh <audio-file> [--model gpt-4o-transcribe] [--out /path/to/out.txt] [--language en] [--prompt "hint"] [--json]
 
-Server: $WHISPER_API_URL, else the installed whisperlab config
-(${WHISPER_SKILL_CONFIG:-~/.config/whisperlab/client.env}), else $OPENAI_BASE_URL (with /v1).
+Servers: $WHISPER_API_URL (one URL, or several separated by spaces or commas, tried in order), else
+the installed whisperlab config (${WHISPER_SKILL_CONFIG:-~/.config/whisperlab/client.env}), else
+$OPENAI_BASE_URL (with /v1).
 EOF
   exit 2
 }
@@ -100,27 +102,47 @@ valid_url() {  # scheme, host (name, IPv4 or [IPv6]), optional port, optional pa
   printf '%s' "$1" | grep -Eq '^https?://([A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[^[:space:]"\\]*)?$'
 }
 
+# The servers, in the order they are tried: WHISPER_API_URL and the config may list several,
+# separated by spaces or commas (whisperlab writes one per GPU box).
+urls=""
+add_url() {  # URL [v1]: checked, and with /v1 added when the second argument says so
+  u=${1%/}
+  valid_url "$u" || die "malformed server URL '$1': expected http(s)://host[:port][/v1]"
+  if [ "${2:-}" = v1 ]; then
+    case "$u" in */v1) ;; *) u="$u/v1" ;; esac
+  fi
+  urls="$urls${urls:+ }$u"
+}
+add_urls() {  # LIST [v1]
+  set -f
+  for u in $(printf '%s' "$1" | tr ',' ' '); do add_url "$u" "${2:-}"; done
+  set +f
+}
+
 installed_url=$(config_value WHISPER_API_URL)
 if [ -n "${WHISPER_API_URL:-}" ]; then
-  url=${WHISPER_API_URL%/}
-  valid_url "$url" || die "malformed server URL '$WHISPER_API_URL': expected http(s)://host[:port][/v1]"
-  case "$url" in */v1) ;; *) url="$url/v1" ;; esac
+  add_urls "$WHISPER_API_URL" v1
   key=${WHISPER_API_KEY:-$(config_value WHISPER_API_KEY)}
 elif [ -n "$installed_url" ]; then
-  url=${installed_url%/}
+  add_urls "$installed_url"
   key=$(config_value WHISPER_API_KEY)
   # OpenClaw and shells often carry an OPENAI_BASE_URL meant for the cloud; it must not quietly
   # send this audio there, nor hand this key to it.
-  if [ -n "${OPENAI_BASE_URL:-}" ] && [ "${OPENAI_BASE_URL%/}" != "$url" ]; then
-    say "using the whisperlab server $url from $config, not OPENAI_BASE_URL ($OPENAI_BASE_URL); set WHISPER_API_URL to choose another"
-  fi
+  base_url=${OPENAI_BASE_URL:-}
+  case " $urls " in
+    *" ${base_url%/} "*) ;;
+    *)
+      [ -z "$base_url" ] \
+        || say "using the whisperlab server $urls from $config, not OPENAI_BASE_URL ($OPENAI_BASE_URL); set WHISPER_API_URL to choose another"
+      ;;
+  esac
 elif [ -n "${OPENAI_BASE_URL:-}" ]; then
-  url=${OPENAI_BASE_URL%/}
+  add_url "$OPENAI_BASE_URL"
   key=${OPENAI_API_KEY:-}
 else
   die "No server configured: set WHISPER_API_URL or OPENAI_BASE_URL, or install $config"
 fi
-valid_url "$url" || die "malformed server URL '$url': expected http(s)://host[:port]/v1"
+[ -n "$urls" ] || die "No server configured: WHISPER_API_URL lists no URL"
 timeout=${WHISPER_TIMEOUT:-$(config_value WHISPER_TIMEOUT)}
 timeout=${timeout:-300}
 case "$timeout" in "" | *[!0-9]*) die "WHISPER_TIMEOUT must be a whole number of seconds, not '$timeout'" ;; esac
@@ -194,27 +216,39 @@ retry_after() {
 
 now() { date +%s; }
 
-# Sends to one server until it answers for good or the time is up. Returns 0 on 200, 3 when the
-# server could not be reached at all (no connection on any attempt), 1 on any other failure (the
-# message is already printed).
-send() {  # base-url key
+# Sends to the servers, in order, until one answers for good or the time is up. No connection, 429
+# or 503 moves on to the next server at once; only when every one has refused does it wait (the
+# shortest Retry-After, else a doubling delay) and go round again. Returns 0 on 200, 3 when no server
+# could be reached at all (no connection on any attempt), 1 on any other failure (the message is
+# already printed).
+send() {  # key url...
+  send_key=$1
+  shift
   deadline=$(($(now) + timeout))
   delay=1
   reached=0
   while :; do
-    remaining=$((deadline - $(now)))
-    [ "$remaining" -gt 0 ] || remaining=1
-    request "$1" "$2" "$remaining"
-    [ "$connects" = 0 ] || reached=1
-    case "$status" in
-      200) return 0 ;;
-      429 | 503) wait=$(retry_after); wait=${wait:-$delay}; why="HTTP $status ($(error_line))" ;;
-      000)
-        wait=$delay
-        why="cannot reach $1 ($(tr '\n' ' ' <"$headers.err" | sed 's/^curl: ([0-9]*) //'))"
-        ;;
-      *) say "$1 answered HTTP $status: $(error_line)"; return 1 ;;
-    esac
+    wait=""
+    left=$#
+    for base in "$@"; do
+      left=$((left - 1))
+      remaining=$((deadline - $(now)))
+      [ "$remaining" -gt 0 ] || remaining=1
+      request "$base" "$send_key" "$remaining"
+      [ "$connects" = 0 ] || reached=1
+      case "$status" in
+        200) return 0 ;;
+        429 | 503) this=$(retry_after); this=${this:-$delay}; why="HTTP $status ($(error_line))" ;;
+        000)
+          this=$delay
+          why="cannot reach $base ($(tr '\n' ' ' <"$headers.err" | sed 's/^curl: ([0-9]*) //'))"
+          ;;
+        *) say "$base answered HTTP $status: $(error_line)"; return 1 ;;
+      esac
+      [ "$#" = 1 ] || case "$why" in "cannot reach"*) ;; *) why="$base: $why" ;; esac
+      if [ -z "$wait" ] || [ "$this" -lt "$wait" ]; then wait=$this; fi
+      [ "$left" = 0 ] || say "$why; trying the next server"
+    done
     if [ $(($(now) + wait)) -ge "$deadline" ]; then
       say "giving up after ${timeout}s: $why"
       [ "$reached" = 0 ] && return 3
@@ -227,12 +261,15 @@ send() {  # base-url key
 }
 
 rc=0
-send "$url" "$key" || rc=$?
+set -f
+# shellcheck disable=SC2086  # the list of URLs is meant to split (set -f: no globbing)
+send "$key" $urls || rc=$?
+set +f
 if [ "$rc" = 3 ] && [ "$fallback" = 1 ]; then
-  [ -n "$fallback_key" ] || die "local server unreachable, and the OpenAI fallback has no key (OPENAI_API_KEY)"
-  say "local server unreachable: falling back to OpenAI's cloud ($fallback_url); this audio leaves your network"
+  [ -n "$fallback_key" ] || die "no local server could be reached, and the OpenAI fallback has no key (OPENAI_API_KEY)"
+  say "no local server could be reached: falling back to OpenAI's cloud ($fallback_url); this audio leaves your network"
   rc=0
-  send "$fallback_url" "$fallback_key" || rc=$?
+  send "$fallback_key" "$fallback_url" || rc=$?
 fi
 [ "$rc" = 0 ] || exit 1
 

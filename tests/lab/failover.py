@@ -1,0 +1,97 @@
+"""Lab-only: two GPU boxes. With the server on the first one stopped, the mac host's real OpenClaw
+(its own voice-note path, tools.media.models[]) and the skill override both still transcribe, and the
+second box's /metrics shows it was the one that did."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import testinfra
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "server" / "tests"))
+import support  # noqa: E402
+
+LAB = REPO / "tests" / "lab" / "lab.sh"
+GROUP = "clients"
+WORK = "whisperlab-failover"  # in the lab user's home, where SSH commands start
+NOTE = f"{WORK}/voice.ogg"
+SKILL = ".openclaw/workspace/skills/openai-whisper-api/scripts/transcribe.sh"
+MAX_WER = 0.3
+
+
+def mac(command: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LAB), "ssh", "mac", command], input=stdin, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def servers(host, request):
+    inventory = request.config.option.ansible_inventory
+    names = host.ansible.get_variables()["groups"]["whisper_servers"]
+    assert len(names) >= 2, "the lab has two servers"
+    found = []
+    for name in names[:2]:
+        server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+        variables = server.ansible.get_variables()
+        user = variables.get("whisper_server_user") or variables["ansible_user"]
+        found.append(
+            {
+                "host": server,
+                "url": f"http://{variables['ansible_host']}:{variables.get('whisperlab_server_port', 8000)}",
+                "systemctl": f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{server.user(user).uid} systemctl --user",
+            }
+        )
+    return found
+
+
+def transcriptions_served(server) -> float:
+    text = requests.get(server["url"] + "/metrics", timeout=5).text
+    pattern = r'^whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} (\S+)$'
+    return sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/health", timeout=2).json().get("status") == "ready":
+                return
+        except (requests.ConnectionError, requests.Timeout, ValueError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url}/health not ready within {timeout} s")
+
+
+def test_the_first_server_stopped_openclaw_and_the_skill_use_the_second(servers):
+    first, second = servers
+    mac(f"rm -rf {WORK} && mkdir {WORK} && cat > {NOTE}", stdin=support.speech("report", "ogg"))
+    before = transcriptions_served(second)
+    assert first["host"].run(f"{first['systemctl']} stop whisper.service").rc == 0
+    try:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(first["url"] + "/health", timeout=5)
+
+        reply = mac(f"openclaw infer audio transcribe --file {NOTE} --json")
+        assert reply.returncode == 0, reply.stderr.decode()
+        heard = json.loads(reply.stdout)["outputs"][0]["text"]
+        assert support.wer(support.SENTENCES["report"], heard) <= MAX_WER, heard
+        after_openclaw = transcriptions_served(second)
+        assert after_openclaw >= before + 1, "OpenClaw's note did not reach the second server"
+
+        skill = mac(f"{SKILL} {NOTE} --out {WORK}/voice.txt")
+        assert skill.returncode == 0, skill.stderr.decode()
+        assert "trying the next server" in skill.stderr.decode()
+        heard = mac(f"cat {WORK}/voice.txt").stdout.decode()
+        assert support.wer(support.SENTENCES["report"], heard) <= MAX_WER, heard
+        assert transcriptions_served(second) >= after_openclaw + 1, "the skill's note did not reach the second server"
+    finally:
+        first["host"].run(f"{first['systemctl']} start whisper.service")
+        wait_ready(first["url"], timeout=120)
+        mac(f"rm -rf {WORK}")
