@@ -307,6 +307,8 @@ all:
       -o IdentitiesOnly=yes -o UserKnownHostsFile=$STATE/ssh/known_hosts -o StrictHostKeyChecking=yes
     ansible_python_interpreter: /usr/bin/python3
   children:
+    # No Windows PC in the lab: the windows_wsl role is tested on the controller (tests/roles).
+    windows: {}
     whisper_servers:
       hosts:
         wsl:

@@ -9,7 +9,7 @@ INVENTORY=inventory/lab/hosts.yml
 LOGS=${WHISPERLAB_LOGS:-/tmp/whisperlab-logs}
 mkdir -p "$LOGS"
 
-step() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m=== [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 finish() {
   local status=$?
