@@ -124,7 +124,7 @@ def test_an_unknown_mode_is_refused_by_the_argument_spec(tmp_path, mode):
     """The role's argument_specs (checked on the controller before any task) refuse it."""
     (tmp_path / "hosts.yml").write_text(INVENTORY % {"python": sys.executable})
     (tmp_path / "play.yml").write_text(
-        "- hosts: pc\n  gather_facts: false\n  roles: [{role: windows_wsl, windows_wsl_networking_mode: '%s'}]\n" % mode
+        f"- hosts: pc\n  gather_facts: false\n  roles: [{{role: windows_wsl, windows_wsl_networking_mode: '{mode}'}}]\n"
     )
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     result = subprocess.run(
