@@ -117,8 +117,8 @@ def test_api_key_from_the_environment_file(tmp_path):
     assert both.api_key == "from-file"
 
 
-def probe(gpus=0, missing=()):
-    return Probe(lambda: gpus, lambda lib: lib not in missing)
+def probe(gpus=0, missing=(), types=()):
+    return Probe(lambda: gpus, lambda lib: lib not in missing, lambda device: frozenset(types))
 
 
 def test_device_choice():
@@ -141,9 +141,41 @@ def test_missing_cuda_libraries_name_the_library_and_the_fix():
 
 
 def test_compute_type():
-    assert resolve_compute_type(Config(model="x"), "cuda") == "float16"
+    # When CTranslate2 cannot say what the device supports, the old defaults.
+    assert resolve_compute_type(Config(model="x"), "cuda", probe()) == "float16"
+    assert resolve_compute_type(Config(model="x"), "cpu", probe()) == "int8"
+    assert resolve_compute_type(Config(model="x", compute_type="float32"), "cpu", probe()) == "float32"
+
+
+# What CTranslate2 4.x reports for a Turing-or-newer card, a Pascal card (no fast FP16) and an x86 CPU.
+MODERN_GPU = ("float32", "float16", "int8_float16", "bfloat16", "int8", "int8_float32", "int8_bfloat16")
+PASCAL_GPU = ("float32", "int8", "int8_float32")
+X86_CPU = ("float32", "int8", "int8_float32")
+
+
+def test_auto_compute_type_follows_what_the_device_supports():
+    auto = Config(model="x")
+    assert resolve_compute_type(auto, "cuda", probe(types=MODERN_GPU)) == "float16"
+    # A GPU without fast FP16: float16 would stop the load (and crash-loop the unit); int8 runs.
+    assert resolve_compute_type(auto, "cuda", probe(types=PASCAL_GPU)) == "int8"
+    assert resolve_compute_type(auto, "cuda", probe(types=("float32",))) == "float32"
+    assert resolve_compute_type(auto, "cpu", probe(types=X86_CPU)) == "int8"
+    assert resolve_compute_type(Config(model="x", compute_type="default"), "cuda", probe(types=PASCAL_GPU)) == "int8"
+
+
+def test_a_compute_type_the_device_lacks_is_refused_with_the_list():
+    with pytest.raises(ModelLoadError) as raised:
+        resolve_compute_type(Config(model="x", compute_type="float16"), "cuda", probe(types=PASCAL_GPU))
+    assert "float16 is not supported" in str(raised.value)
+    assert "float32, int8, int8_float32" in str(raised.value) and "auto" in str(raised.value)
+    assert resolve_compute_type(Config(model="x", compute_type="int8"), "cuda", probe(types=PASCAL_GPU)) == "int8"
+
+
+def test_the_real_ctranslate2_answers_for_this_cpu():
+    # The system probe asks CTranslate2 itself; every x86 build supports int8 and float32 on a CPU.
     assert resolve_compute_type(Config(model="x"), "cpu") == "int8"
-    assert resolve_compute_type(Config(model="x", compute_type="float32"), "cpu") == "float32"
+    with pytest.raises(ModelLoadError, match="not supported on this cpu"):
+        resolve_compute_type(Config(model="x", compute_type="float16"), "cpu")
 
 
 def test_bad_model_paths_fail_fast(tmp_path):
@@ -209,7 +241,7 @@ def test_cuda_failing_at_warm_up_falls_back_to_cpu_on_auto(monkeypatch):
     first decode; auto must still come up on the CPU, and cuda must refuse."""
     from whisper_server import engine
 
-    def fake_load(config, device, warnings):
+    def fake_load(config, device, warnings, probe=None):
         if device == "cuda":
             raise ModelLoadError("Library libcublas.so.12 is not found or cannot be loaded: " + CUDA_FIX)
         return engine.LoadedEngine(object(), device, "int8", None, list(warnings))

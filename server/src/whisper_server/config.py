@@ -78,7 +78,13 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ("host", str, "0.0.0.0", "address to bind"),
     ("port", int, 8000, "port to bind"),
     ("device", str, "auto", "auto, cpu or cuda"),
-    ("compute_type", str, "auto", "CTranslate2 compute type; auto = float16 on cuda, int8 on cpu"),
+    (
+        "compute_type",
+        str,
+        "auto",
+        "CTranslate2 compute type; auto = the best the device supports (CTranslate2's own query): "
+        "float16 on most GPUs, int8 on CPU",
+    ),
     (
         "workers",
         int,

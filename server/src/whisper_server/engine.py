@@ -514,6 +514,8 @@ class Probe:
 
     cuda_device_count: Callable[[], int]
     can_load_library: Callable[[str], bool]
+    # CTranslate2's own answer to "which compute types run fast here"; empty when it cannot say.
+    supported_compute_types: Callable[[str], frozenset[str]] = lambda device: frozenset()
 
 
 def _cuda_device_count() -> int:
@@ -533,7 +535,24 @@ def _can_load_library(name: str) -> bool:
     return True
 
 
-SYSTEM_PROBE = Probe(_cuda_device_count, _can_load_library)
+def _supported_compute_types(device: str) -> frozenset[str]:
+    import ctranslate2
+
+    try:
+        return frozenset(ctranslate2.get_supported_compute_types(device))
+    except Exception:  # no driver, or a device CTranslate2 was not built for
+        return frozenset()
+
+
+SYSTEM_PROBE = Probe(_cuda_device_count, _can_load_library, _supported_compute_types)
+
+# What `auto` picks, best first, among the types CTranslate2 says the device runs fast. On CUDA,
+# float16 needs fast FP16 (compute capability 7.0 and up); a Pascal card offers int8 and float32, and
+# asking it for float16 stops the load. On a CPU, int8 is the fastest that keeps Whisper's accuracy.
+COMPUTE_PREFERENCE = {
+    "cuda": ("float16", "int8_float16", "bfloat16", "int8", "int8_float32", "float32"),
+    "cpu": ("int8", "int8_float32", "float32"),
+}
 
 
 @dataclass
@@ -567,10 +586,22 @@ def choose_device(config: Config, probe: Probe) -> tuple[str, list[str]]:
     return "cuda", warnings
 
 
-def resolve_compute_type(config: Config, device: str) -> str:
-    if config.compute_type != "auto":
-        return config.compute_type
-    return "float16" if device == "cuda" else "int8"
+def resolve_compute_type(config: Config, device: str, probe: Optional[Probe] = None) -> str:
+    """The compute type to load with: as configured, or for `auto` the best of what CTranslate2 says
+    this device supports. A configured type the device does not support is refused with the list."""
+    supported = (probe or SYSTEM_PROBE).supported_compute_types(device)
+    wanted = config.compute_type
+    if wanted in ("auto", "default"):
+        if not supported:  # CTranslate2 cannot say: the old defaults
+            return "float16" if device == "cuda" else "int8"
+        return next(t for t in (*COMPUTE_PREFERENCE[device], *sorted(supported)) if t in supported)
+    if supported and wanted not in supported:
+        raise ModelLoadError(
+            f"compute type {wanted} is not supported on this {device} device; CTranslate2 says it supports "
+            f"{', '.join(sorted(supported))}. Set WHISPER_COMPUTE_TYPE=auto (or whisper_server_compute_type: auto) "
+            "to pick the best of them"
+        )
+    return wanted
 
 
 def resolve_batch_size(config: Config, device: str) -> int:
@@ -620,16 +651,16 @@ def load_engine(config: Config, probe: Probe = SYSTEM_PROBE) -> LoadedEngine:
     for warning in warnings:
         log.warning(warning)
     try:
-        return _load_on(config, device, warnings)
+        return _load_on(config, device, warnings, probe)
     except ModelLoadError as exc:
         if device == "cuda" and config.device == "auto" and "libcu" in str(exc):
             warning = f"{exc}. Falling back to CPU."
             log.warning(warning)
-            return _load_on(config, "cpu", warnings + [warning])
+            return _load_on(config, "cpu", warnings + [warning], probe)
         raise
 
 
-def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
+def _load_on(config: Config, device: str, warnings: list[str], probe: Probe = SYSTEM_PROBE) -> LoadedEngine:
     import ctranslate2
     from faster_whisper import WhisperModel
 
@@ -637,7 +668,7 @@ def _load_on(config: Config, device: str, warnings: list[str]) -> LoadedEngine:
     # order answers the same: a transcript can be reproduced, and tests do not hang on luck.
     ctranslate2.set_random_seed(RANDOM_SEED)
 
-    compute_type = resolve_compute_type(config, device)
+    compute_type = resolve_compute_type(config, device, probe)
     batch_size = resolve_batch_size(config, device)
     streams = resolve_streams(config, device)
     source = config.model
