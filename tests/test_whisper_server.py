@@ -23,7 +23,13 @@ def facts(host, request):
     key_file = variables.get("whisperlab_api_key_file", "{{ inventory_dir }}/.secrets/whisper_api_key")
     user = variables.get("whisper_server_user") or variables.get("ansible_user") or host.user().name
     passwd = host.user(user)
+    # Where the server answers on its own host: the bound address, or loopback when it binds them all.
+    bound = str(variables.get("whisper_server_host", "0.0.0.0"))
+    address = "127.0.0.1" if bound in ("0.0.0.0", "", "::") else bound
     return {
+        "bind": bound or "0.0.0.0",
+        "base": f"http://{f'[{address}]' if ':' in address else address}:"
+        f"{int(variables.get('whisper_server_port', variables.get('whisperlab_server_port', 8000)))}",
         "user": user,
         "uid": passwd.uid,
         "home": passwd.home,
@@ -46,7 +52,7 @@ def api_key(facts) -> str:
 
 
 def health(host, facts) -> dict:
-    out = host.check_output(f"curl -sS --max-time 10 http://127.0.0.1:{facts['port']}/health")
+    out = host.check_output(f"curl -sS --max-time 10 {facts['base']}/health")
     return json.loads(out)
 
 
@@ -82,7 +88,7 @@ def test_unit_enabled_and_active(host, facts):
 
 
 def test_port_listening(host, facts):
-    assert host.socket(f"tcp://0.0.0.0:{facts['port']}").is_listening
+    assert host.socket(f"tcp://{facts['bind']}:{facts['port']}").is_listening
 
 
 def test_env_file_is_private(host, facts):
@@ -122,7 +128,7 @@ def transcribe(host, facts, sample: str, key: str | None, request_id: str):
     auth = f"-H {shlex.quote('Authorization: Bearer ' + key)} " if key else ""
     command = (
         f"curl -sS --max-time 120 -w '\\n%{{http_code}}' {auth}-H 'X-Request-ID: {request_id}' "
-        f"-F file=@{sample} -F model=whisper-1 http://127.0.0.1:{facts['port']}/v1/audio/transcriptions"
+        f"-F file=@{sample} -F model=whisper-1 {facts['base']}/v1/audio/transcriptions"
     )
     body, _, status = host.check_output(command).rpartition("\n")
     return int(status), json.loads(body)

@@ -203,12 +203,22 @@ create_machine() {
   if [ "$host" != mac ]; then
     # WSL's layout: the Windows driver's tools live in /usr/lib/wsl/lib, off PATH. This stand-in
     # nvidia-smi behaves like one that finds no GPU, so the wsl and cuda roles take their real paths.
+    # A test that writes a GPU's name to /etc/whisperlab-standin-gpu makes it report that GPU (a
+    # stand-in: there is no GPU, no driver and no CUDA behind it).
     mkdir -p "$dir.partial/usr/lib/wsl/lib"
     cat >"$dir.partial/usr/lib/wsl/lib/nvidia-smi" <<'STUB'
 #!/bin/sh
-# whisperlab lab stand-in: a WSL box whose Windows side has no NVIDIA GPU.
-echo "No devices were found" >&2
-exit 6
+# whisperlab lab stand-in for the Windows driver's nvidia-smi.
+gpu=/etc/whisperlab-standin-gpu
+if [ ! -s "$gpu" ]; then
+  echo "No devices were found" >&2
+  exit 6
+fi
+case " $* " in
+  *" --query-gpu=name "*) cat "$gpu" ;;
+  *" --query-gpu="*) echo "$(cat "$gpu"), 1234, 24564, 7" ;;  # name, memory.used, memory.total, utilization.gpu
+  *) printf 'stand-in nvidia-smi\nGPU 0: %s\n' "$(cat "$gpu")" ;;
+esac
 STUB
     chmod 0755 "$dir.partial/usr/lib/wsl/lib/nvidia-smi"
   fi
