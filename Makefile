@@ -16,11 +16,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
 REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
 
-.PHONY: help setup system-deps lint test test-server test-skill test-roles test-lab lab lab-down bench soak clean
+.PHONY: help setup system-deps lint test test-server test-skill test-roles test-lab lab lab-down status bench soak clean
 
 help:
 	@echo "make lab       boot the simulated three-host lab, provision it, transcribe through it"
 	@echo "make lab-down  destroy the lab (keeps the rootfs and wheel cache)"
+	@echo "make status    each server's health, unit, GPU and last requests, over the client's SSH trust (INVENTORY=...)"
 	@echo "make test      lint, server, skill and role tests, then the lab sequence (converge, idempotence, check, verify, faults)"
 	@echo "make setup     install the system packages and the Python venv ($(VENV))"
 	@echo "make lint      ruff, shellcheck, yamllint, ansible-lint, syntax check"
@@ -77,6 +78,10 @@ lab: setup
 
 lab-down:
 	tests/lab/lab.sh down
+
+# Read-only: each client asks each server's monitor over its own pinned SSH key.
+status: setup
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/status.yml
 
 bench: setup
 	$(BIN)/python server/bench/bench.py --out bench-results

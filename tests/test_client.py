@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from inventory_facts import addresses_of, home_of, server_user, sha256_of
 
 import support
 
@@ -41,7 +42,7 @@ def setup(host, request):
         )
     user = variables.get("whisper_skill_user") or variables["ansible_user"]
     workspace = variables.get("whisper_skill_workspace", "~/.openclaw/workspace")
-    home = host.user(user).home
+    home = home_of(host, user)
     return {
         "servers": servers,
         "alias": servers[0]["alias"],
@@ -58,7 +59,7 @@ def as_user(setup, command: str) -> str:
 def test_each_alias_resolves_to_its_server(host, setup):
     hosts_file = host.file("/etc/hosts").content_string.splitlines()
     for server in setup["servers"]:
-        assert host.addr(server["alias"]).ip_addresses == [server["address"]]
+        assert addresses_of(host, server["alias"]) == [server["address"]]
         assert len([line for line in hosts_file if server["alias"] in line.split()]) == 1
 
 
@@ -78,11 +79,43 @@ def test_known_hosts_pins_each_real_host_key(host, setup):
             assert real in found.stdout
 
 
-def test_batch_ssh_to_each_server(host, setup):
+def test_batch_ssh_to_each_server_shows_its_status(host, setup):
     for server in setup["servers"]:
-        result = host.run(as_user(setup, f"ssh -o BatchMode=yes {server['short']} hostname"))
+        result = host.run(as_user(setup, f"ssh -o BatchMode=yes {server['short']} status"))
         assert result.rc == 0, result.stderr
-        assert result.stdout.strip() == server["host"].check_output("hostname")
+        lines = result.stdout.splitlines()
+        assert f"host: {server['host'].check_output('hostname')}" in lines
+        health = next(line for line in lines if line.startswith("health: "))
+        assert json.loads(health.removeprefix("health: "))["status"] == "ready"
+        assert any(line.startswith("unit: whisper.service active (running)") for line in lines), lines
+        assert any(line.startswith("gpu: ") for line in lines)
+
+
+def test_the_key_runs_the_monitor_and_nothing_else(host, setup):
+    key = host.file(f"{setup['home']}/.ssh/id_ed25519_whisperlab.pub").content_string.split()[1]
+    for server in setup["servers"]:
+        shell = host.run(as_user(setup, f"ssh -o BatchMode=yes {server['short']} id"))
+        assert shell.rc == 1 and "is not allowed with this key" in shell.stderr
+        assert "uid=" not in shell.stdout
+        # No port forwarding either (restrict): the box refuses the remote forward, so ssh gives up.
+        forward = "-o ExitOnForwardFailure=yes -R 18999:127.0.0.1:22"
+        # (ssh's own exit status is read in the shell: testinfra takes 255 for a failure of its own)
+        tunnel = host.check_output(as_user(setup, f"ssh -o BatchMode=yes {forward} {server['short']} true; echo rc=$?"))
+        assert tunnel.splitlines()[-1] != "rc=0"
+        # On the box: the key sits only in the service account's authorized_keys, with its options.
+        box = server["host"]
+        user = server_user(box.ansible.get_variables())
+        line = next(
+            entry
+            for entry in box.check_output(f"sudo cat {home_of(box, user)}/.ssh/authorized_keys").splitlines()
+            if key in entry
+        )
+        assert line.startswith("restrict,") and 'command="/usr/local/bin/whisperlab-monitor"' in line
+        assert 'from="' in line
+        login = box.ansible.get_variables().get("ansible_user")
+        if login and login != user:
+            admin_keys = box.run(f"sudo cat {home_of(box, login)}/.ssh/authorized_keys").stdout
+            assert key not in admin_keys
 
 
 def test_skill_installed(host, setup):
@@ -107,7 +140,7 @@ def test_skill_transcribes_end_to_end(host, setup, tmp_path):
         assert out == f"{folder}/voice note.txt"
         text = host.file(out).content_string
         assert support.wer(support.SENTENCES["weather"], text) <= 0.3
-        assert host.check_output(f'sha256sum "{remote}"').split()[0] == digest
+        assert sha256_of(host, remote) == digest
     finally:
         host.run(f"rm -rf {folder}")
 

@@ -1,15 +1,16 @@
 """Checks that need no role: every host is reachable, runs sshd, and has the Python Ansible needs."""
 
+from inventory_facts import is_darwin, listening_on
+
 
 def test_reachable(host):
     assert host.run("true").rc == 0
 
 
 def test_sshd_running(host):
-    sshd = host.service("ssh") if host.system_info.distribution != "darwin" else None
-    if sshd is not None:
-        assert sshd.is_running
-    assert host.socket("tcp://0.0.0.0:22").is_listening or host.socket("tcp://:::22").is_listening
+    if not is_darwin(host):  # macOS's Remote Login is launchd's, not a service testinfra can ask
+        assert host.service("ssh").is_running
+    assert listening_on(host, 22)
 
 
 def test_python_present(host):

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from inventory_facts import server_user
 
 import support
 
@@ -21,7 +22,7 @@ def facts(host, request):
     variables = host.ansible.get_variables()
     inventory_dir = Path(request.config.option.ansible_inventory).resolve().parent
     key_file = variables.get("whisperlab_api_key_file", "{{ inventory_dir }}/.secrets/whisper_api_key")
-    user = variables.get("whisper_server_user") or variables.get("ansible_user") or host.user().name
+    user = server_user(variables)
     passwd = host.user(user)
     # Where the server answers on its own host: the bound address, or loopback when it binds them all.
     bound = str(variables.get("whisper_server_host", "0.0.0.0"))
@@ -37,6 +38,13 @@ def facts(host, request):
         "key_file": key_file.replace("{{ inventory_dir }}", str(inventory_dir)),
         "wsl_force": bool(variables.get("wsl_force", False)),
     }
+
+
+@pytest.fixture(autouse=True)
+def as_root(host):
+    """The service account's home is private (0700): the checks look into it as root."""
+    with host.sudo():
+        yield
 
 
 def as_user(facts, command: str) -> str:
@@ -85,6 +93,19 @@ def test_unit_enabled_and_active(host, facts):
     assert host.check_output(as_user(facts, "systemctl --user is-active whisper.service")) == "active"
     unit = host.file(f"{facts['home']}/.config/systemd/user/whisper.service").content_string
     assert "Restart=always" in unit and "NoNewPrivileges=yes" in unit
+
+
+def test_the_server_runs_as_an_unprivileged_account_of_its_own(host, facts):
+    login = host.ansible.get_variables().get("ansible_user")
+    assert facts["user"] != login, "the service account is not the admin login"
+    assert host.file(facts["home"]).user == facts["user"] and host.file(facts["home"]).mode == 0o700
+    groups = host.user(facts["user"]).groups
+    assert not {"sudo", "admin", "wheel"} & set(groups), groups
+    assert "is not allowed to run sudo" in host.run(f"sudo -l -U {facts['user']}").stdout
+    # A locked password: nobody logs in to it with one.
+    assert host.check_output(f"passwd -S {facts['user']}").split()[1] == "L"
+    pid = host.check_output(as_user(facts, "systemctl --user show -p MainPID --value whisper.service"))
+    assert host.check_output(f"ps -o user= -p {pid}") == facts["user"]
 
 
 def test_port_listening(host, facts):

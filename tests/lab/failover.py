@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 import testinfra
+from inventory_facts import server_user
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server" / "tests"))
@@ -40,7 +41,7 @@ def servers(host, request):
     for name in names[:2]:
         server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
         variables = server.ansible.get_variables()
-        user = variables.get("whisper_server_user") or variables["ansible_user"]
+        user = server_user(variables)
         found.append(
             {
                 "host": server,

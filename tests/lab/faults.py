@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from inventory_facts import server_user
 
 LAB = Path(__file__).with_name("lab.sh")
 GROUP = "whisper_servers"
@@ -17,7 +18,7 @@ GROUP = "whisper_servers"
 @pytest.fixture(scope="module")
 def server(host):
     variables = host.ansible.get_variables()
-    user = variables.get("whisper_server_user") or variables["ansible_user"]
+    user = server_user(variables)
     return {
         "name": variables["inventory_hostname"],
         "url": f"http://{variables['ansible_host']}:{variables.get('whisperlab_server_port', 8000)}",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from inventory_facts import server_user
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "clients"  # run once, from the lab's one client; the tests reach the server themselves
@@ -31,7 +32,7 @@ def box(host, request):
     name = host.ansible.get_variables()["groups"]["whisper_servers"][-1]
     server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
     variables = server.ansible.get_variables()
-    user = variables.get("whisper_server_user") or variables["ansible_user"]
+    user = server_user(variables)
     uid = server.user(user).uid
     info = {
         "name": name,

@@ -1,0 +1,49 @@
+"""What the roles derive from the inventory, derived the same way for the checks."""
+
+from __future__ import annotations
+
+
+def server_user(variables: dict) -> str:
+    """The account that runs the server: whisper_server_user, else whisperlab_server_user, else the
+    dedicated account's default name."""
+    return variables.get("whisper_server_user") or variables.get("whisperlab_server_user") or "whisper"
+
+
+# The client may be a real Mac: no getent, no sha256sum, no ss, and homes not always /Users/<name>.
+# These helpers ask each system its own way (testinfra's own system_info tells which).
+
+
+def is_darwin(host) -> bool:
+    return host.system_info.type == "darwin"
+
+
+def home_of(host, user: str) -> str:
+    """A user's home: Open Directory on macOS (dscl), the passwd database elsewhere."""
+    if is_darwin(host):
+        out = host.check_output(f"dscl . -read /Users/{user} NFSHomeDirectory")
+        return out.split(":", 1)[1].strip()
+    return host.user(user).home
+
+
+PYTHON_SHA256 = "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
+PYTHON_RESOLVE = (
+    "import socket, sys; "
+    "print(' '.join(sorted({a[4][0] for a in socket.getaddrinfo(sys.argv[1], None, socket.AF_INET)})))"
+)
+
+
+def sha256_of(host, path: str) -> str:
+    """Through the host's Python (Ansible needs one on every host): the same on macOS and Linux."""
+    return host.check_output(f"python3 -c \"{PYTHON_SHA256}\" '{path}'")
+
+
+def addresses_of(host, name: str) -> list[str]:
+    """What the host's own resolver (hosts file included) says a name is, as a program sees it."""
+    return host.check_output(f'python3 -c "{PYTHON_RESOLVE}" {name}').split()
+
+
+def listening_on(host, port: int) -> bool:
+    if is_darwin(host):
+        lines = host.check_output("netstat -an -p tcp").splitlines()
+        return any("LISTEN" in line and line.split()[3].endswith(f".{port}") for line in lines if len(line.split()) > 3)
+    return host.socket(f"tcp://0.0.0.0:{port}").is_listening or host.socket(f"tcp://:::{port}").is_listening
