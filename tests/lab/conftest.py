@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
+import testinfra
+from inventory_facts import server_user
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -24,5 +29,44 @@ def run_role(request, tmp_path):
         print(result.stdout, result.stderr)
         assert (result.returncode != 0) == expect_failure, f"{role}: exit {result.returncode}"
         return result.stdout
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def last_server(host, request):
+    """The lab's last server host, for tests that change one box and leave the first one serving."""
+    inventory = str(Path(request.config.option.ansible_inventory).resolve())
+    name = host.ansible.get_variables()["groups"]["whisper_servers"][-1]
+    server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+    variables = server.ansible.get_variables()
+    user = server_user(variables)
+    uid = server.user(user).uid
+    return {
+        "name": name,
+        "host": server,
+        "inventory": inventory,
+        "address": variables["ansible_host"],
+        "home": server.user(user).home,
+        "url": f"http://{variables['ansible_host']}:{variables.get('whisperlab_server_port', 8000)}",
+        "systemctl": f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{uid} systemctl --user",
+    }
+
+
+@pytest.fixture
+def server_play():
+    """Run playbooks/whisper_server.yml on one box, from this repository or another copy of it."""
+
+    def run(box: dict, *args: str, repo: Path = REPO) -> subprocess.CompletedProcess:
+        playbook = str(repo / "playbooks" / "whisper_server.yml")
+        result = subprocess.run(
+            ["ansible-playbook", "-i", box["inventory"], playbook, "-l", box["name"], *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=repo,
+        )
+        print(result.stdout[-20000:], result.stderr[-5000:])
+        return result
 
     return run

@@ -13,40 +13,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-import testinfra
-from inventory_facts import server_user
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "clients"  # run once, from the lab's one client; the tests reach the server themselves
 
 
 @pytest.fixture(scope="module")
-def box(host, request):
-    inventory = str(Path(request.config.option.ansible_inventory).resolve())
-    name = host.ansible.get_variables()["groups"]["whisper_servers"][-1]
-    server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-    variables = server.ansible.get_variables()
-    user = server_user(variables)
-    return {
-        "name": name,
-        "host": server,
-        "inventory": inventory,
-        "address": variables["ansible_host"],
-        "home": server.user(user).home,
-    }
-
-
-def play(box, repo: Path = REPO, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["ansible-playbook", "-i", box["inventory"], str(repo / "playbooks" / "whisper_server.yml"), "-l", box["name"]]
-        + list(args),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=repo,
-    )
-    print(result.stdout[-8000:], result.stderr[-3000:])
-    return result
+def box(last_server):
+    return last_server
 
 
 def installed_init(box) -> str:
@@ -55,7 +29,7 @@ def installed_init(box) -> str:
     return box["host"].check_output(f"sudo sh -c 'cat {venv}/lib/python3*/site-packages/whisper_server/__init__.py'")
 
 
-def test_an_interrupted_upgrade_is_finished_by_the_next_run(box, tmp_path):
+def test_an_interrupted_upgrade_is_finished_by_the_next_run(box, server_play, tmp_path):
     # A new release: this repository with one changed line in the server's source.
     release = tmp_path / "release"
     release.mkdir()
@@ -73,20 +47,19 @@ def test_an_interrupted_upgrade_is_finished_by_the_next_run(box, tmp_path):
     try:
         # The run copies the new source, then fails before installing it (a pip install that cannot
         # succeed stands in for a lost connection or a full disk).
-        broken = play(
-            box, release, "-e", json.dumps({"whisper_server_cuda_pip_packages": ["whisperlab-no-such-package==0"]})
-        )
+        bad = {"whisper_server_cuda_pip_packages": ["whisperlab-no-such-package==0"]}
+        broken = server_play(box, "-e", json.dumps(bad), repo=release)
         assert broken.returncode != 0
         assert marker not in installed_init(box)
         # The next, ordinary run must install the source it finds already copied.
-        assert play(box, release).returncode == 0
+        assert server_play(box, repo=release).returncode == 0
         assert marker in installed_init(box)
     finally:
-        assert play(box).returncode == 0
+        assert server_play(box).returncode == 0
     assert marker not in installed_init(box)
 
 
-def test_a_server_bound_to_one_address_passes_its_gate_and_checks(box):
+def test_a_server_bound_to_one_address_passes_its_gate_and_checks(box, server_play):
     host_vars = Path(box["inventory"]).parent / "host_vars" / f"{box['name']}.yml"
     before = host_vars.read_text() if host_vars.exists() else None
     made_dir = not host_vars.parent.exists()
@@ -95,7 +68,7 @@ def test_a_server_bound_to_one_address_passes_its_gate_and_checks(box):
         (before or "---\n") + f"whisper_server_host: {box['address']}\nwhisper_server_health_timeout: 30\n"
     )
     try:
-        result = play(box)
+        result = server_play(box)
         assert result.returncode == 0
         assert f"http://{box['address']}:8000/health must answer status ready" in result.stdout
         # Only that address listens; loopback does not answer.
@@ -127,4 +100,4 @@ def test_a_server_bound_to_one_address_passes_its_gate_and_checks(box):
                 host_vars.parent.rmdir()
         else:
             host_vars.write_text(before)
-        assert play(box).returncode == 0
+        assert server_play(box).returncode == 0

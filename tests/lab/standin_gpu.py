@@ -16,8 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import testinfra
-from inventory_facts import server_user
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "clients"  # run once, from the lab's one client; the tests reach the server themselves
@@ -26,39 +24,13 @@ GPU_NAME = "NVIDIA GeForce RTX 4070 (whisperlab stand-in)"
 
 
 @pytest.fixture(scope="module")
-def box(host, request):
-    """The last server of the lab, with its stand-in nvidia-smi reporting a GPU for the module's tests."""
-    inventory = str(Path(request.config.option.ansible_inventory).resolve())
-    name = host.ansible.get_variables()["groups"]["whisper_servers"][-1]
-    server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-    variables = server.ansible.get_variables()
-    user = server_user(variables)
-    uid = server.user(user).uid
-    info = {
-        "name": name,
-        "host": server,
-        "inventory": inventory,
-        "home": server.user(user).home,
-        "url": f"http://{variables['ansible_host']}:{variables.get('whisperlab_server_port', 8000)}",
-        "systemctl": f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{uid} systemctl --user",
-    }
+def box(last_server):
+    """The last server of the lab, its stand-in nvidia-smi reporting a GPU for the module's tests."""
+    server = last_server["host"]
     assert server.run(f"echo '{GPU_NAME}' | sudo tee {STANDIN} >/dev/null").rc == 0
     assert GPU_NAME in server.check_output("/usr/lib/wsl/lib/nvidia-smi --query-gpu=name --format=csv,noheader")
-    yield info
+    yield last_server
     server.run(f"sudo rm -f {STANDIN}")
-
-
-def play(box, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["ansible-playbook", "-i", box["inventory"], str(REPO / "playbooks" / "whisper_server.yml"), "-l", box["name"]]
-        + list(args),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    print(result.stdout[-20000:], result.stderr[-5000:])
-    return result
 
 
 def main_pid(box) -> str:
@@ -69,8 +41,8 @@ def health(box) -> dict:
     return json.loads(box["host"].check_output(f"curl -sS --max-time 10 {box['url']}/health"))
 
 
-def test_check_mode_shows_the_gpu_branch(box):
-    result = play(box, "--check", "--diff")
+def test_check_mode_shows_the_gpu_branch(box, server_play):
+    result = server_play(box, "--check", "--diff")
     assert result.returncode == 0
     out = result.stdout
     assert "No NVIDIA GPU found" not in out
@@ -90,14 +62,14 @@ def test_check_mode_shows_the_gpu_branch(box):
     assert "device cuda (device cuda asked for)" in out
 
 
-def test_a_gpu_whose_cuda_does_not_load_stops_before_any_restart(box):
+def test_a_gpu_whose_cuda_does_not_load_stops_before_any_restart(box, server_play):
     before = main_pid(box)
     assert health(box)["status"] == "ready"
     # An upgrade is pending (the install record is gone, so the package is reinstalled and a restart
     # is queued), and the wheels are left out: CUDA cannot load, as on a box with a broken setup.
     venv = f"{box['home']}/.local/share/whisper-server/venv"
     assert box["host"].run(f"sudo rm -f {venv}/.whisperlab-installed-source").rc == 0
-    result = play(box, "-e", json.dumps({"cuda_pip_packages": []}))
+    result = server_play(box, "-e", json.dumps({"cuda_pip_packages": []}))
     assert result.returncode != 0
     assert "cannot run the server on cuda" in result.stdout
     assert "sees no CUDA GPU" in result.stdout

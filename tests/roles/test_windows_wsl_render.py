@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ansible_run import run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "windows_wsl"
@@ -60,27 +61,12 @@ def render(tmp_path: Path, **extra) -> tuple[dict, str]:
     (tmp_path / "play.yml").write_text(PLAY % {"repo": REPO, "role": ROLE})
     users = base64.b64encode(b"[wsl2]\r\nmemory=8GB\r\n").decode()
     extra_vars = {"out": str(tmp_path), "users": users, **extra}
-    env = {
-        **os.environ,
-        "ANSIBLE_FILTER_PLUGINS": str(ROLE / "filter_plugins"),
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-    }
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            str(tmp_path / "hosts.yml"),
-            str(tmp_path / "play.yml"),
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
+    run_playbook(
+        tmp_path / "hosts.yml",
+        tmp_path / "play.yml",
+        extra_vars,
+        env={"ANSIBLE_FILTER_PLUGINS": str(ROLE / "filter_plugins")},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     return json.loads((tmp_path / "decisions.json").read_text()), (tmp_path / "wsl-keepalive.ps1").read_text()
 
 

@@ -4,13 +4,11 @@ change, so no false "ACTION NEEDED" restart."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from ansible_run import run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,23 +22,8 @@ def run_wsl_role(tmp_path: Path, text: str | None) -> tuple[str, str]:
     )
     (tmp_path / "play.yml").write_text("- name: Only wsl\n  hosts: box\n  roles: [wsl]\n")
     extra = {"wsl_force": True, "wsl_require_systemd": False, "wsl_conf_path": str(conf), "wsl_lib_dir": str(tmp_path)}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            str(tmp_path / "hosts.yml"),
-            str(tmp_path / "play.yml"),
-            "-e",
-            json.dumps(extra),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout, conf.read_text()
+    out = run_playbook(tmp_path / "hosts.yml", tmp_path / "play.yml", extra)
+    return out, conf.read_text()
 
 
 @pytest.mark.parametrize("text", ["[boot]\nsystemd=true\n", "[boot]\nsystemd = true\n", "[boot]\n  SYSTEMD=True\n"])
