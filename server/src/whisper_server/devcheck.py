@@ -27,9 +27,6 @@ from whisper_server.engine import (
     resolve_compute_type,
 )
 
-# cuDNN 9 opens these beside libcudnn.so.9 when the encoder's convolutions first run.
-CUDNN_SUBLIBRARIES = ("libcudnn_ops.so.9", "libcudnn_cnn.so.9")
-
 
 def check(device: str, compute_type: str, probe: Probe = SYSTEM_PROBE) -> dict:
     """What the server would load with, or why it could not."""
@@ -48,13 +45,9 @@ def check(device: str, compute_type: str, probe: Probe = SYSTEM_PROBE) -> dict:
     try:
         if device != "cpu":
             report["gpus"] = probe.cuda_device_count()
-            libraries = (*CUDA_LIBRARIES, *CUDNN_SUBLIBRARIES) if report["gpus"] else ()
+            libraries = CUDA_LIBRARIES if report["gpus"] else ()
             report["libraries"] = {lib: probe.can_load_library(lib) for lib in libraries}
         chosen, warnings = choose_device(config, probe)
-        if device == "cuda":
-            missing = [lib for lib, ok in report["libraries"].items() if not ok]
-            if missing:
-                raise ModelLoadError(f"CUDA GPU found, but {', '.join(missing)} cannot be loaded")
         report["device"] = chosen
         report["warnings"] = warnings
         report["compute_types"] = sorted(probe.supported_compute_types(chosen))

@@ -24,8 +24,9 @@ log = logging.getLogger("whisper_server")
 
 SAMPLE_RATE = 16000
 
-# The CUDA libraries CTranslate2 4.x opens at run time, and how a user gets them.
-CUDA_LIBRARIES = ("libcublas.so.12", "libcudnn.so.9")
+# The CUDA libraries CTranslate2 4.x opens at run time, and how a user gets them. cuDNN 9 opens its
+# ops and cnn sub-libraries beside libcudnn.so.9 only when the encoder's convolutions first run.
+CUDA_LIBRARIES = ("libcublas.so.12", "libcudnn.so.9", "libcudnn_ops.so.9", "libcudnn_cnn.so.9")
 CUDA_FIX = (
     "install them with `pip install nvidia-cublas-cu12 'nvidia-cudnn-cu12==9.*'` in the server's "
     "virtualenv and put their lib folders on LD_LIBRARY_PATH before the server starts, e.g. "
