@@ -10,6 +10,7 @@ that is not the one the inventory means.
 from __future__ import annotations
 
 import testinfra
+from inventory_facts import home_of
 
 GROUP = "clients"
 FOREIGN = "Host *\n  User nobody\n  IdentityFile ~/.ssh/id_nobody\n  IdentitiesOnly yes\n"
@@ -22,7 +23,7 @@ def ssh_wsl_works(host) -> bool:
 
 def config_of(host) -> tuple[str, str]:
     user = host.ansible.get_variables()["ansible_user"]
-    path = f"{host.user(user).home}/.ssh/config"
+    path = f"{home_of(host, user)}/.ssh/config"
     return path, host.file(path).content_string
 
 
