@@ -7,10 +7,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests use: speech synthesis, shell lint, a second POSIX shell.
-# and for the lab: debootstrap, systemd-nspawn, iptables, ssh, and npm (OpenClaw and its Node come from the npm registry).
-APT_PACKAGES := espeak-ng shellcheck dash debootstrap systemd-container iptables openssh-client npm
-APT_COMMANDS := espeak-ng shellcheck dash debootstrap systemd-nspawn iptables ssh npm
+# The commands the tests and the lab need, each with the Debian package that provides it. A command
+# already on PATH is left alone, whichever package gave it: this machine kind ships NodeSource's nodejs,
+# whose npm conflicts with Debian's npm package, and any npm serves the lab's download of OpenClaw.
+#   tests: speech synthesis, shell lint, a second POSIX shell
+#   lab:   debootstrap, systemd-nspawn, iptables, ip, sysctl, ssh, and npm (OpenClaw and its Node come
+#          from the npm registry)
+SYSTEM_DEPS := espeak-ng:espeak-ng shellcheck:shellcheck dash:dash \
+  debootstrap:debootstrap systemd-nspawn:systemd-container iptables:iptables ip:iproute2 \
+  sysctl:procps pgrep:procps ssh:openssh-client ssh-keygen:openssh-client npm:npm
 # Ansible and the lab tools run from the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
@@ -32,12 +37,18 @@ help:
 setup: system-deps $(STAMP)
 
 system-deps:
-	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages ($$missing missing)"; \
+	@packages=""; for pair in $(SYSTEM_DEPS); do \
+	  command -v "$${pair%%:*}" >/dev/null || case " $$packages " in *" $${pair#*:} "*) ;; *) packages="$$packages $${pair#*:}" ;; esac; \
+	done; \
+	if [ -n "$$packages" ]; then \
+	  echo "installing Debian packages:$$packages"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
-	fi
+	  $$sudo apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$packages >/dev/null; \
+	fi; \
+	for pair in $(SYSTEM_DEPS); do \
+	  command -v "$${pair%%:*}" >/dev/null || { echo "$${pair%%:*} is still missing after installing $${pair#*:}" >&2; exit 1; }; \
+	done
 
 # The install is tried twice: a registry hiccup should not fail a whole run.
 $(STAMP): server/pyproject.toml server/requirements.lock server/requirements-dev.txt tests/requirements.txt

@@ -6,6 +6,7 @@
 #   mac   plays the Mac running the assistant (the clients group)
 #
 # usage: lab.sh up | down | status | reboot HOST | wait HOST | leftovers | ssh HOST [COMMAND...] | inventory
+#        lab.sh fresh [--bind-ro=SRC:DST ...] -- COMMAND...   (COMMAND in a throwaway copy of the rootfs)
 # Run as root. Everything it makes is named "wl-*" / tagged "whisperlab", so `down` removes exactly that.
 set -euo pipefail
 
@@ -186,7 +187,7 @@ create_machine() {
   cp -a "$ROOTFS" "$dir.partial"
   echo "$host" >"$dir.partial/etc/hostname"
   printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$host" >"$dir.partial/etc/hosts"
-  systemd-id128 new >"$dir.partial/etc/machine-id"
+  tr -d - </proc/sys/kernel/random/uuid >"$dir.partial/etc/machine-id"
   # This machine's CA certificates, or pip over TLS fails inside.
   cp /usr/local/share/ca-certificates/*.crt "$dir.partial/usr/local/share/ca-certificates/" 2>/dev/null || true
   chroot "$dir.partial" update-ca-certificates >/dev/null 2>&1
@@ -231,12 +232,50 @@ STUB
 
 running() { [ -f "$STATE/$1.supervisor.pid" ] && kill -0 "$(cat "$STATE/$1.supervisor.pid")" 2>/dev/null; }
 
+# The cgroup hierarchies a guest's systemd manages (cgroup v1's name=systemd and the unified v2 one),
+# each as "mount point<TAB>path of this process", for those this machine has and lets us write.
+cgroup_homes() {
+  local hier path mnt
+  while IFS=: read -r _ hier path; do
+    case "$hier" in
+      name=systemd) mnt=/sys/fs/cgroup/systemd ;;
+      "") if [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then mnt=/sys/fs/cgroup/unified; else mnt=/sys/fs/cgroup; fi ;;
+      *) continue ;;
+    esac
+    [ -w "$mnt/cgroup.procs" ] || continue
+    printf '%s\t%s\n' "$mnt" "${path%/}"
+  done </proc/self/cgroup
+}
+
+# Each host boots in a cgroup of its own. With --keep-unit (and no systemd here to give it a scope),
+# nspawn splits the cgroup it starts in into payload/ and supervisor/: three hosts started from one
+# cgroup shared one payload/, so each guest's systemd created and removed the others' unit cgroups.
+# A unit then failed with 219/CGROUP; when that unit was systemd-user-sessions, /run/nologin stayed
+# and PAM refused every login ("no SSH after 180 s", one boot in two to five).
+own_cgroup() {
+  local host=$1 mnt path
+  while IFS=$'\t' read -r mnt path; do
+    mkdir -p "$mnt$path/whisperlab-$host"
+    echo "$BASHPID" >"$mnt$path/whisperlab-$host/cgroup.procs"
+  done < <(cgroup_homes)
+}
+
+# The cgroups a stopped host leaves (its guest's own tree included), deepest first.
+remove_cgroups() {
+  local host=$1 mnt path
+  while IFS=$'\t' read -r mnt path; do
+    [ -d "$mnt$path/whisperlab-$host" ] || continue
+    find "$mnt$path/whisperlab-$host" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done < <(cgroup_homes)
+}
+
 # Boots the host and boots it again whenever it reboots itself (nspawn exits 133 on reboot).
 supervise() {
   local host=$1 dir rc
   dir=$(machine_dir "$host")
   local extra=()
   [ "$host" != mac ] || extra=(--bind-ro="$OPENCLAW_TREE:/opt/openclaw")
+  own_cgroup "$host"
   while true; do
     # --keep-unit: this machine may have no systemd of its own to place the container in a scope.
     systemd-nspawn --boot --quiet --register=no --keep-unit --console=passive \
@@ -259,11 +298,37 @@ start_machine() {
   echo $! >"$STATE/$host.supervisor.pid"
 }
 
+# The host's init (its systemd), seen from here; empty while it is not booted.
+guest_init() {
+  local nspawn
+  nspawn=$(cat "$STATE/$1.nspawn.pid" 2>/dev/null) || return 0
+  pgrep -P "$nspawn" | head -n 1
+}
+
+guest() {  # HOST COMMAND...: run a command inside the booted host, without SSH
+  local host=$1 init; shift
+  init=$(guest_init "$host")
+  [ -n "$init" ] || return 1
+  nsenter -t "$init" -m -u -i -n -p -- "$@"
+}
+
+# Why a booted host refuses logins, if it does: /run/nologin stays when systemd-user-sessions failed.
+login_refusal() {
+  local host=$1 init
+  init=$(guest_init "$host")
+  [ -n "$init" ] && [ -e "/proc/$init/root/run/nologin" ] || return 1
+  guest "$host" systemctl is-system-running 2>/dev/null | grep -qx -e starting -e initializing && return 1
+  printf '%s is up but refuses logins: /run/nologin is still there. ' "$host"
+  printf 'Failed units: %s. ' "$(guest "$host" systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | paste -sd' ' - | grep . || echo none)"
+  printf 'systemd-user-sessions: %s\n' "$(guest "$host" systemctl show -p Result --value systemd-user-sessions.service 2>/dev/null)"
+}
+
 wait_ssh() {
-  local host=$1 deadline=$((SECONDS + 180))
+  local host=$1 deadline=$((SECONDS + 180)) why
   until lab_ssh "$host" true 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || die "$host: no SSH after 180 s; see $STATE/$host.console.log"
     running "$host" || die "$host stopped; see $STATE/$host.console.log"
+    if why=$(login_refusal "$host"); then die "$why; see $STATE/$host.console.log"; fi
+    [ $SECONDS -lt $deadline ] || die "$host: no SSH after 180 s; see $STATE/$host.console.log"
     sleep 1
   done
   # Up means systemd finished booting, not merely sshd answering.
@@ -272,7 +337,7 @@ wait_ssh() {
 
 stop_machine() {
   local host=$1 pid deadline
-  running "$host" || { rm -f "$STATE/$host".*.pid; return; }
+  running "$host" || { rm -f "$STATE/$host".*.pid; remove_cgroups "$host"; return; }
   log "stopping $host"
   # SIGTERM makes nspawn ask the guest's systemd for an orderly power-off.
   if [ -f "$STATE/$host.nspawn.pid" ]; then
@@ -287,6 +352,7 @@ stop_machine() {
     sleep 1
   fi
   rm -f "$STATE/$host".*.pid
+  remove_cgroups "$host"
 }
 
 reboot_machine() {
@@ -300,6 +366,32 @@ reboot_machine() {
     sleep 0.5
   done
   # Returns once the old boot is gone, without logging in: `lab.sh wait HOST` waits for SSH.
+}
+
+# --- a fresh machine, for the set-up test ---------------------------------------------------------
+
+# Runs COMMAND in a throwaway copy of the lab's root filesystem: no boot, the controller's network, the
+# repository read-only at /repo, plus any --bind-ro=SRC:DST given first. What a fresh Debian machine
+# would do with a command, without touching this one.
+fresh() {
+  require_root
+  build_rootfs
+  local binds=() dir rc=0
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do binds+=("$1"); shift; done
+  [ "${1:-}" = -- ] && shift
+  [ $# -gt 0 ] || die "usage: lab.sh fresh [--bind-ro=SRC:DST ...] -- COMMAND..."
+  dir=$(mktemp -d "$CACHE/fresh.XXXXXX")
+  cp -a "$ROOTFS/." "$dir/"
+  cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/" 2>/dev/null || true
+  (
+    own_cgroup "fresh-$BASHPID"
+    echo "$BASHPID" >"$dir.cgroup-owner"
+    exec systemd-nspawn --quiet --register=no --keep-unit --directory="$dir" --resolv-conf=copy-host \
+      --bind-ro="$REPO:/repo" "${binds[@]}" -- "$@"
+  ) || rc=$?
+  remove_cgroups "fresh-$(cat "$dir.cgroup-owner")"
+  rm -rf "$dir" "$dir.cgroup-owner"
+  return "$rc"
 }
 
 # --- inventory -----------------------------------------------------------------------------------
@@ -393,6 +485,12 @@ leftovers() {
   if grep -q -e "$STATE" -e /run/netns/wl- /proc/mounts; then echo "mounts under $STATE or /run/netns"; found=1; fi
   if pgrep -f "systemd-nspawn .*--machine=wl-" >/dev/null; then echo "systemd-nspawn processes"; found=1; fi
   if [ -e "$STATE" ]; then echo "state folder $STATE"; found=1; fi
+  local mnt path
+  while IFS=$'\t' read -r mnt path; do
+    for host in "${HOSTS[@]}"; do
+      if [ -d "$mnt$path/whisperlab-$host" ]; then echo "cgroup $mnt$path/whisperlab-$host"; found=1; fi
+    done
+  done < <(cgroup_homes)
   return "$found"
 }
 
@@ -412,6 +510,7 @@ case "${1:-}" in
   leftovers) leftovers ;;
   ssh) shift; lab_ssh "${1:?usage: lab.sh ssh HOST [COMMAND...]}" "${@:2}" ;;
   inventory) write_inventory ;;
+  fresh) shift; fresh "$@" ;;
   _supervise) supervise "$2" ;;
-  *) echo "usage: $0 up | down | status | reboot HOST | wait HOST | leftovers | ssh HOST [COMMAND...] | inventory" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down | status | reboot HOST | wait HOST | leftovers | ssh HOST [COMMAND...] | inventory | fresh [--bind-ro=SRC:DST ...] -- COMMAND..." >&2; exit 2 ;;
 esac

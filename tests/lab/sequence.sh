@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The lab test sequence that `make test` runs: up, check mode on fresh hosts, converge, idempotence,
-# check mode, verify, faults, the end-to-end demo, destroy. Each step says what it proves; the first failure stops the sequence.
+# The lab test sequence that `make test` runs: up, the lab's own boot, set-up on a fresh machine, check
+# mode on fresh hosts, converge, idempotence, check mode, verify, faults, the end-to-end demo, destroy.
+# Each step says what it proves; the first failure stops the sequence.
 # WHISPERLAB_KEEP=1 keeps the lab afterwards, for a look around.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,6 +37,12 @@ json_run() {  # label, then ansible-playbook arguments: machine-readable run, ju
 
 step "lab up"
 "$LAB" up
+
+step "boot: each host in a cgroup of its own; a host that refuses logins is named at once"
+python3 -m pytest -q -ra tests/lab/boot.py -p no:cacheprovider
+
+step "set-up on a fresh machine: make system-deps in throwaway copies of the lab's rootfs (NodeSource's nodejs; no Node)"
+python3 -m pytest -q -ra tests/lab/fresh_setup.py -p no:cacheprovider
 
 step "check mode before the first run: --check --diff must not fail on fresh hosts"
 ansible-playbook -i "$INVENTORY" site.yml --check --diff >"$LOGS/check-fresh.log" \
