@@ -1,19 +1,22 @@
 """The windows_wsl role's controller-side decisions, rendered by the real ansible-playbook from an
-inventory like a user's: which WSL host the PC runs, which ports it opens, the .wslconfig keys it owns
-and the keep-alive script for each networking mode. The Windows modules themselves need a Windows host
-and have not run here (see roles/windows_wsl/README.md)."""
+inventory like a user's: which WSL host the PC runs, which ports it opens, the .wslconfig keys it owns,
+the keep-alive script for each networking mode, and what it decides from its look at the PC (stop, and
+why; what a mode switch removes; the task's logon type). The probe's output is given here: the Windows
+modules themselves need a Windows host and have not run here (see roles/windows_wsl/README.md)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from ansible_run import run_playbook
+from test_windows_contract import powershell_errors
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "windows_wsl"
@@ -52,15 +55,35 @@ PLAY = """
         mode: "0644"
         content: >-
           {{ {'host': windows_wsl_host, 'ports': windows_wsl_ports, 'settings': windows_wsl_settings,
-              'merged': users | windows_wsl_merge(windows_wsl_settings)} | to_json }}
+              'merged': users | windows_wsl_merge(windows_wsl_settings), 'problems': windows_wsl_problems,
+              'stale': windows_wsl_stale, 'logon_type': windows_wsl_logon_type, 'wsl': windows_wsl_exe} | to_json }}
 """
 
+# What the role's first task reports on a ready Windows 11 PC with the Store WSL: Windows' own sshd on 22,
+# WSL's on 2222 (the inventory's ansible_port), nothing of whisperlab's there yet.
+PROBE = {
+    "user": "PC\\me",
+    "admin": True,
+    "build": 22631,
+    "wsl": "C:\\Program Files\\WSL\\wsl.exe",
+    "distributions": ["Ubuntu-24.04"],
+    "list_error": "",
+    "sshd_start": "Automatic",
+    "sshd_ports": [22],
+    "hyperv_firewall": True,
+    "hyperv_rules": [],
+    "firewall_rules": [],
+    "portproxy": [],
+    "portproxy_record": [],
+}
 
-def render(tmp_path: Path, **extra) -> tuple[dict, str]:
+
+def render(tmp_path: Path, probe: dict | None = None, **extra) -> tuple[dict, str]:
     (tmp_path / "hosts.yml").write_text(INVENTORY % {"python": sys.executable})
     (tmp_path / "play.yml").write_text(PLAY % {"repo": REPO, "role": ROLE})
     users = base64.b64encode(b"[wsl2]\r\nmemory=8GB\r\n").decode()
-    extra_vars = {"out": str(tmp_path), "users": users, **extra}
+    extra_vars = {"out": str(tmp_path), "users": users, "windows_wsl_probe": {"result": {**PROBE, **(probe or {})}}}
+    extra_vars.update(extra)
     run_playbook(
         tmp_path / "hosts.yml",
         tmp_path / "play.yml",
@@ -84,6 +107,11 @@ def test_mirrored_defaults(tmp_path):
     assert "$Distribution = 'Ubuntu-24.04'" in script
     assert "--exec /bin/sleep infinity" in script
     assert "portproxy" not in script  # mirrored mode needs none
+    assert decisions["problems"] == []
+    assert decisions["stale"] == {"hyperv_rules": [], "firewall_rules": [], "portproxy_ports": []}
+    assert decisions["logon_type"] == "s4u"  # no password given
+    assert decisions["wsl"] == "C:\\Program Files\\WSL\\wsl.exe"  # the probe's pick, which the handlers use
+    assert powershell_errors(script) == []
 
 
 def test_nat_mode_keeps_the_portproxy_current(tmp_path):
@@ -96,13 +124,74 @@ def test_nat_mode_keeps_the_portproxy_current(tmp_path):
     assert decisions["settings"]["wsl2"] == {"networkingMode": "nat", "vmIdleTimeout": -1, "memory": "12GB"}
     assert "memory=12GB" in decisions["merged"] and "memory=8GB" not in decisions["merged"]
     assert "$Ports = @(8010, 2222)" in script
+    joined = re.sub(r"\s*`\n\s*", " ", script)  # PowerShell's line continuations
     assert (
         "portproxy add v4tov4 listenport=$Port listenaddress=0.0.0.0 connectport=$Port connectaddress=$Address"
-        in script
+        in joined
     )
-    # The portproxy is refreshed before the script attaches to the distribution for good.
-    assert script.index("portproxy add") < script.index("sleep infinity")
+    # The portproxy follows WSL's address each time the loop starts the distribution, before attaching.
+    loop = script[script.index("while ($true)") :]
+    assert loop.index("Update-PortProxy") < loop.index("sleep infinity")
+    assert "if ($LASTEXITCODE -ne 0)" in script[script.index("portproxy add") :]
     assert "$Distribution = 'Debian'" in script
+    assert powershell_errors(script) == []
+
+
+def test_the_keep_alive_starts_wsl_again_whenever_it_stops(tmp_path):
+    """Task Scheduler restarts an action only when it fails to start; the script itself loops."""
+    _, script = render(tmp_path)
+    loop = script[script.index("while ($true) {") :]
+    attach = loop.index("& $Wsl -d $Distribution --exec /bin/sleep infinity")
+    assert attach < loop.index("Start-Sleep -Seconds $RetrySeconds")
+    assert "catch {" in loop  # an error in one round is logged, and the next round comes
+    # The Store WSL's wsl.exe first, System32's stub only when there is no other.
+    assert script.index("'WSL\\wsl.exe'") < script.index("'System32\\wsl.exe'")
+    assert "$env:WSL_UTF8 = '1'" in script
+    # Native commands' errors come from their exit codes: 'Stop' would end the loop at a stderr line.
+    assert "$ErrorActionPreference = 'Continue'" in script
+    assert "-ErrorAction Stop" not in script and "$ErrorActionPreference = 'Stop'" not in script
+
+
+def test_a_pc_that_cannot_run_it_is_stopped_with_the_fixes(tmp_path):
+    decisions, _ = render(
+        tmp_path,
+        probe={"admin": False, "build": 19045, "hyperv_firewall": False, "distributions": ["Debian"]},
+        windows_wsl_ports=[8010, 22],
+    )
+    problems = " ".join(decisions["problems"])
+    assert len(decisions["problems"]) == 4
+    assert "PC\\me is not an elevated administrator" in problems
+    assert "no WSL distribution named Ubuntu-24.04" in problems
+    assert "this PC is build 19045" in problems
+    assert "Windows' own OpenSSH Server listens on port 22" in problems and "ansible_port: 2222 on gpu-b" in problems
+
+
+def test_switching_from_nat_to_mirrored_removes_the_nat_state(tmp_path):
+    old = {"listen_address": "0.0.0.0", "connect_address": "172.28.1.2"}
+    decisions, _ = render(
+        tmp_path,
+        probe={
+            "firewall_rules": ["whisperlab WSL port 2222", "whisperlab WSL port 8010"],
+            "portproxy": [{**old, "listen_port": port, "connect_port": port} for port in (8010, 2222, 3389)],
+            "portproxy_record": [8010, 2222],
+        },
+    )
+    assert decisions["stale"] == {
+        "hyperv_rules": [],
+        "firewall_rules": ["whisperlab WSL port 2222", "whisperlab WSL port 8010"],
+        "portproxy_ports": [2222, 8010],  # 3389 is not whisperlab's
+    }
+
+
+def test_switching_from_mirrored_to_nat_removes_the_hyper_v_rules(tmp_path):
+    decisions, _ = render(
+        tmp_path,
+        probe={"hyperv_rules": ["whisperlab-wsl-8010", "whisperlab-wsl-2222"]},
+        windows_wsl_networking_mode="nat",
+        windows_wsl_task_password="from-vault",  # noqa: S106 (a made-up one)
+    )
+    assert decisions["stale"]["hyperv_rules"] == ["whisperlab-wsl-2222", "whisperlab-wsl-8010"]
+    assert decisions["logon_type"] == "password"
 
 
 @pytest.mark.parametrize("mode", ["bridged", ""])
