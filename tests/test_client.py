@@ -126,6 +126,8 @@ def test_skill_installed(host, setup):
     assert config.mode == 0o600 and config.user == setup["user"]
     urls = " ".join(f"http://{server['alias']}:{server['port']}/v1" for server in setup["servers"])
     assert config.contains(f"^WHISPER_API_URL={urls}$")
+    # A down box fails fast (the connect grace), a busy one is waited for (the timeout).
+    assert config.contains("^WHISPER_CONNECT_GRACE=[0-9]+$") and config.contains("^WHISPER_TIMEOUT=[0-9]+$")
 
 
 def test_skill_transcribes_end_to_end(host, setup, tmp_path):

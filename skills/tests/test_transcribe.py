@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -290,9 +291,9 @@ def test_cloud_fallback_is_off_by_default_and_reported_when_on(shell, server, au
 
 class Recorder:
     """A stand-in server that records each request's form fields and Authorization header, and answers
-    with `answer(handler)`: (status, content type, body), after `delay` seconds."""
+    with `answer(fields)`: (status, content type, body[, headers]), after `delay` seconds."""
 
-    def __init__(self, answer=None, delay=0.0):
+    def __init__(self, answer=None, delay=0.0, port=0):
         self.requests = []
         recorder = self
 
@@ -301,10 +302,12 @@ class Recorder:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 recorder.requests.append({"auth": self.headers.get("Authorization"), **_fields(body)})
                 time.sleep(delay)
-                status, kind, reply = (answer or _text_answer)(recorder.requests[-1])
+                status, kind, reply, *headers = (answer or _text_answer)(recorder.requests[-1])
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", kind)
+                    for name, value in (headers[0] if headers else {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", str(len(reply)))
                     self.end_headers()
                     self.wfile.write(reply)
@@ -314,7 +317,7 @@ class Recorder:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -556,3 +559,201 @@ def test_the_installed_config_lists_several_servers(shell, audio, tmp_path_facto
     assert result.returncode == 0, result.stderr
     assert "not OPENAI_BASE_URL" not in result.stderr  # it is one of the listed servers
     assert second.requests[0]["auth"] == "Bearer k"
+
+
+# --- a server that is down fails fast ------------------------------------------------------------
+# Each run below is given far less time than WHISPER_TIMEOUT (300): a script that waited out the
+# timeout for a server that is down fails here with TimeoutExpired.
+GRACE = 2
+BOUND = GRACE + 20
+
+
+def _closed_url() -> str:
+    return f"http://127.0.0.1:{support.free_port()}/v1"
+
+
+@pytest.mark.parametrize("source", ["environment", "config"])
+def test_every_server_refusing_gives_up_after_the_grace(shell, audio, tmp_path_factory, source):
+    downs = [_closed_url(), _closed_url()]
+    env = {"WHISPER_API_URL": " ".join(downs), "WHISPER_TIMEOUT": "300"}
+    if source == "environment":
+        env["WHISPER_CONNECT_GRACE"] = str(GRACE)
+    else:  # as the whisper_skill role writes it
+        config = tmp_path_factory.mktemp("cfg") / "client.env"
+        config.write_text(f"WHISPER_TIMEOUT=300\nWHISPER_CONNECT_GRACE={GRACE}\n")
+        env["WHISPER_SKILL_CONFIG"] = str(config)
+    started = time.monotonic()
+    result = run(shell, audio.path, env=env, timeout=BOUND + 30)
+    took = time.monotonic() - started
+    assert result.returncode == 1 and result.stdout == ""
+    assert took < BOUND
+    assert "retrying in 1s" in result.stderr, "it should look again during the grace"
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"could not connect to any server within {GRACE}s" in last
+    for url in downs:
+        assert f"{url} (Failed to connect to 127.0.0.1 port" in last, "the diagnosis should name each server"
+    assert "giving up after 300s" not in result.stderr
+    assert list(audio.folder.iterdir()) == [audio.path], "no output (or any other file) on failure"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a full accept queue drops SYNs on Linux")
+def test_a_connect_timeout_counts_as_no_connection(shell, audio):
+    """A firewall that drops packets, or a host that is off: curl's connect timeout (exit 28) with no
+    connection made. Stood in for by a listener whose accept queue is full, so new SYNs are dropped."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        started = time.monotonic()
+        env = {"WHISPER_API_URL": f"http://127.0.0.1:{port}/v1", "WHISPER_TIMEOUT": "300", "WHISPER_CONNECT_GRACE": "1"}
+        result = run(shell, audio.path, env=env, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+    assert result.returncode == 1
+    assert took < 1 + 5 + 20  # the grace, one 5 s connect timeout, slack
+    assert f"could not connect to any server within 1s (WHISPER_CONNECT_GRACE): http://127.0.0.1:{port}/v1" in (
+        result.stderr
+    )
+    assert not (audio.folder / "note.txt").exists()
+
+
+@pytest.mark.parametrize("trouble", ["busy", "busy beside a refusing one", "slow"])
+def test_a_server_that_accepted_the_connection_keeps_the_whole_timeout(shell, audio, trouble):
+    """Busy (429 with Retry-After), or slow to answer: reached, so WHISPER_TIMEOUT applies, not the
+    grace, even when another server refuses."""
+    if trouble == "slow":
+        lan = Recorder(delay=10)
+    else:
+        body = b'{"error": {"message": "queue full"}}'
+        lan = Recorder(answer=lambda _: (429, "application/json", body, {"Retry-After": "1"}))
+    urls = f"{_closed_url()} {lan.url}" if trouble.endswith("refusing one") else lan.url
+    try:
+        started = time.monotonic()
+        env = {"WHISPER_API_URL": urls, "WHISPER_TIMEOUT": "6", "WHISPER_CONNECT_GRACE": "1"}
+        result = run(shell, audio.path, env=env, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        lan.close()
+    assert result.returncode == 1
+    assert took >= 3.5, "it gave up before WHISPER_TIMEOUT (whole seconds: up to 1 s early)"
+    assert "giving up after 6s" in result.stderr and "could not connect" not in result.stderr
+    if trouble == "slow":
+        assert len(lan.requests) == 1 and f"no answer from {lan.url}" in result.stderr
+    else:
+        assert len(lan.requests) >= 4 and "HTTP 429 (queue full)" in result.stderr
+    assert not (audio.folder / "note.txt").exists()
+
+
+def test_a_server_that_comes_up_during_the_grace_is_used(shell, audio):
+    port = support.free_port()
+    late = []
+    timer = threading.Timer(1.0, lambda: late.append(Recorder(port=port)))
+    timer.start()
+    try:
+        started = time.monotonic()
+        env = {"WHISPER_API_URL": f"http://127.0.0.1:{port}", "WHISPER_TIMEOUT": "300", "WHISPER_CONNECT_GRACE": "10"}
+        result = run(shell, audio.path, env=env, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        timer.join()
+        for stub in late:
+            stub.close()
+    assert result.returncode == 0, result.stderr
+    assert "cannot reach" in result.stderr, "the server should have been down at first"
+    assert took < 10
+    assert len(late[0].requests) == 1
+    assert (audio.folder / "note.txt").read_text() == "Hello from the stub."
+
+
+def test_a_server_that_answered_then_went_away_gets_the_grace_from_its_last_answer(shell, audio):
+    """Reached once (503, starting), then refusing: a restart fits in the grace counted from that answer;
+    past it, exit 1. It was reached, so the opted-in cloud fallback does not apply."""
+
+    def starting_then_gone(fields):
+        going.close()  # before it answers: the retry must find the port closed, not half shut
+        return _busy_answer(503)(fields)
+
+    going = Recorder(answer=starting_then_gone)
+    cloud = Recorder()
+    try:
+        started = time.monotonic()
+        env = {
+            "WHISPER_API_URL": going.url,
+            "WHISPER_TIMEOUT": "300",
+            "WHISPER_CONNECT_GRACE": str(GRACE),
+            "WHISPER_FALLBACK_OPENAI": "1",
+            "WHISPER_FALLBACK_URL": cloud.url,
+            "OPENAI_API_KEY": "sk-c",
+        }
+        result = run(shell, audio.path, env=env, timeout=BOUND + 30)
+        took = time.monotonic() - started
+    finally:
+        going.close()
+        cloud.close()
+    assert result.returncode == 1
+    assert took < BOUND
+    assert len(going.requests) == 1 and cloud.requests == [] and "falling back" not in result.stderr
+    assert f"could not connect to any server for {GRACE}s since one last answered" in result.stderr
+    assert not (audio.folder / "note.txt").exists()
+
+
+def test_the_opted_in_cloud_fallback_follows_the_grace(shell, audio):
+    cloud = Recorder()
+    try:
+        env = {
+            "WHISPER_API_URL": f"{_closed_url()},{_closed_url()}",
+            "WHISPER_TIMEOUT": "300",
+            "WHISPER_CONNECT_GRACE": str(GRACE),
+            "WHISPER_FALLBACK_OPENAI": "1",
+            "WHISPER_FALLBACK_URL": cloud.url,
+            "OPENAI_API_KEY": "sk-c",
+        }
+        started = time.monotonic()
+        result = run(shell, audio.path, env=env, timeout=BOUND + 30)
+        took = time.monotonic() - started
+    finally:
+        cloud.close()
+    assert result.returncode == 0, result.stderr
+    assert took < BOUND
+    assert [r["auth"] for r in cloud.requests] == ["Bearer sk-c"]
+    grace_line = result.stderr.index(f"could not connect to any server within {GRACE}s")
+    assert grace_line < result.stderr.index("falling back to OpenAI's cloud")
+    assert (audio.folder / "note.txt").read_text() == "Hello from the stub."
+
+
+@pytest.mark.parametrize("name", ["WHISPER_CONNECT_GRACE", "WHISPER_TIMEOUT"])
+@pytest.mark.parametrize("value", ["2s", "-1", "1.5", "ten"])
+@pytest.mark.parametrize("source", ["environment", "config"])
+def test_a_bad_number_of_seconds_is_refused_before_any_request(
+    shell, recorder, audio, tmp_path_factory, name, value, source
+):
+    env = {"WHISPER_API_URL": recorder.url}
+    if source == "environment":
+        env[name] = value
+    else:
+        config = tmp_path_factory.mktemp("cfg") / "client.env"
+        config.write_text(f"WHISPER_API_URL={recorder.url}\n{name}={value}\n")
+        env = {"WHISPER_SKILL_CONFIG": str(config)}
+    result = run(shell, audio.path, env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"transcribe.sh: {name} must be a whole number of seconds, not '{value}'\n"
+    assert recorder.requests == []
+    assert not (audio.folder / "note.txt").exists()
+
+
+def test_a_leading_zero_is_decimal(shell, recorder, audio):
+    # Shell arithmetic would read these as octal, where 8 and 9 are not digits.
+    env = {"WHISPER_API_URL": recorder.url, "WHISPER_TIMEOUT": "08", "WHISPER_CONNECT_GRACE": "09"}
+    result = run(shell, audio.path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and len(recorder.requests) == 1
+    assert (audio.folder / "note.txt").read_text() == "Hello from the stub."

@@ -1,6 +1,7 @@
 """Lab-only: two GPU boxes. With the server on the first one stopped, the mac host's real OpenClaw
 (its own voice-note path, tools.media.models[]) and the skill override both still transcribe, and the
-second box's /metrics shows it was the one that did."""
+second box's /metrics shows it was the one that did. With both stopped, the skill fails within its
+connect grace, not its whole timeout."""
 
 from __future__ import annotations
 
@@ -95,4 +96,38 @@ def test_the_first_server_stopped_openclaw_and_the_skill_use_the_second(servers)
     finally:
         first["host"].run(f"{first['systemctl']} start whisper.service")
         wait_ready(first["url"], timeout=120)
+        mac(f"rm -rf {WORK}")
+
+
+def test_every_server_stopped_the_skill_fails_within_the_grace(servers):
+    """A box that is down is not busy: the installed skill (the role's config: WHISPER_TIMEOUT 300,
+    WHISPER_CONNECT_GRACE from whisper_skill_connect_grace) gives up after the grace, not 300 s."""
+    grace = int(mac("sed -n 's/^WHISPER_CONNECT_GRACE=//p' ~/.config/whisperlab/client.env").stdout.decode().strip())
+    timeout = int(mac("sed -n 's/^WHISPER_TIMEOUT=//p' ~/.config/whisperlab/client.env").stdout.decode().strip())
+    assert grace < timeout
+    urls = mac("sed -n 's/^WHISPER_API_URL=//p' ~/.config/whisperlab/client.env").stdout.decode().split()
+    assert len(urls) >= 2
+    mac(f"rm -rf {WORK} && mkdir {WORK} && cat > {NOTE}", stdin=support.speech("report", "ogg"))
+    digest = mac(f"sha256sum {NOTE}").stdout.split()[0]
+    for server in servers:
+        assert server["host"].run(f"{server['systemctl']} stop whisper.service").rc == 0
+    try:
+        started = time.monotonic()
+        skill = mac(f"{SKILL} {NOTE} --out {WORK}/voice.txt")
+        elapsed = time.monotonic() - started
+        stderr = skill.stderr.decode()
+        print(stderr)
+        assert skill.returncode == 1
+        assert "could not connect to any server" in stderr
+        for url in urls:
+            assert url in stderr, f"the diagnosis does not name {url}"
+        # The grace, plus one 5 s connect attempt per server and SSH's own start: far from the timeout.
+        assert elapsed < grace + 30, f"took {elapsed:.0f} s with a grace of {grace} s"
+        assert mac(f"test -e {WORK}/voice.txt").returncode != 0, "a transcript was written"
+        assert mac(f"sha256sum {NOTE}").stdout.split()[0] == digest, "the audio was changed"
+    finally:
+        for server in servers:
+            server["host"].run(f"{server['systemctl']} start whisper.service")
+        for server in servers:
+            wait_ready(server["url"], timeout=120)
         mac(f"rm -rf {WORK}")

@@ -8,6 +8,8 @@
 #     as if it were the transcript.
 #   - The installed whisperlab config wins over an OPENAI_BASE_URL in the environment, and says so.
 #   - Several servers may be listed (one per GPU box): no connection, 429 or 503 moves on to the next.
+#   - A server that cannot be connected to is down, not busy: when none accepts a connection, it
+#     gives up after a short grace (WHISPER_CONNECT_GRACE), not after the whole WHISPER_TIMEOUT.
 #   - Audio goes to OpenAI's cloud only if you opted in AND no local server could be reached at
 #     all: never because one was slow, busy or answered with an error.
 #   - An extensionless input in a dotted folder gets a sibling output, not "<folder>/.txt".
@@ -143,9 +145,22 @@ else
   die "No server configured: set WHISPER_API_URL or OPENAI_BASE_URL, or install $config"
 fi
 [ -n "$urls" ] || die "No server configured: WHISPER_API_URL lists no URL"
-timeout=${WHISPER_TIMEOUT:-$(config_value WHISPER_TIMEOUT)}
-timeout=${timeout:-300}
-case "$timeout" in "" | *[!0-9]*) die "WHISPER_TIMEOUT must be a whole number of seconds, not '$timeout'" ;; esac
+
+seconds() {  # NAME DEFAULT: sets value to NAME from the environment, else the config, else DEFAULT
+  eval "value=\${$1:-}"
+  value=${value:-$(config_value "$1")}
+  value=${value:-$2}
+  case "$value" in *[!0-9]*) die "$1 must be a whole number of seconds, not '$value'" ;; esac
+  # Shell arithmetic reads a leading 0 as octal, and "08" as an error.
+  value=${value#"${value%%[!0]*}"}
+  value=${value:-0}
+}
+# How long a busy (429), starting (503) or slow server is waited for.
+seconds WHISPER_TIMEOUT 300
+timeout=$value
+# How long no server accepting a connection is waited for: about a WSL restart (10 s), with room.
+seconds WHISPER_CONNECT_GRACE 15
+grace=$value
 fallback=${WHISPER_FALLBACK_OPENAI:-$(config_value WHISPER_FALLBACK_OPENAI)}
 fallback_url=${WHISPER_FALLBACK_URL:-https://api.openai.com/v1}
 fallback_key=${WHISPER_FALLBACK_API_KEY:-${OPENAI_API_KEY:-}}
@@ -218,37 +233,72 @@ now() { date +%s; }
 
 # Sends to the servers, in order, until one answers for good or the time is up. No connection, 429
 # or 503 moves on to the next server at once; only when every one has refused does it wait (the
-# shortest Retry-After, else a doubling delay) and go round again. Returns 0 on 200, 3 when no server
-# could be reached at all (no connection on any attempt), 1 on any other failure (the message is
-# already printed).
+# shortest Retry-After, else a doubling delay) and go round again.
+#
+# Two clocks. A server that accepted the connection (busy, starting, slow) has until WHISPER_TIMEOUT.
+# A round in which no server accepted one is a box or WSL that is down, and waiting minutes for it
+# only delays the failure: that gets WHISPER_CONNECT_GRACE, counted from the last connection any
+# server accepted in this run (else from the start). So one refusing server beside a busy one keeps
+# the whole timeout, and a server that answered and then went away (restarting, or stopped) gets the
+# grace again from its last answer, which a restart fits in.
+#
+# Returns 0 on 200, 3 when no server could be reached at all (no connection on any attempt), 1 on
+# any other failure (the message is already printed).
 send() {  # key url...
   send_key=$1
   shift
-  deadline=$(($(now) + timeout))
+  last_contact=$(now)
+  deadline=$((last_contact + timeout))
   delay=1
   reached=0
   while :; do
     wait=""
     left=$#
+    contact=0
+    unconnected=""
     for base in "$@"; do
       left=$((left - 1))
       remaining=$((deadline - $(now)))
       [ "$remaining" -gt 0 ] || remaining=1
       request "$base" "$send_key" "$remaining"
-      [ "$connects" = 0 ] || reached=1
+      if [ "$connects" != 0 ]; then
+        reached=1
+        contact=1
+        last_contact=$(now)
+      fi
       case "$status" in
         200) return 0 ;;
         429 | 503) this=$(retry_after); this=${this:-$delay}; why="HTTP $status ($(error_line))" ;;
         000)
           this=$delay
-          why="cannot reach $base ($(tr '\n' ' ' <"$headers.err" | sed 's/^curl: ([0-9]*) //'))"
+          curl_said=$(tr '\n' ' ' <"$headers.err" | sed 's/^curl: ([0-9]*) //; s/ *$//')
+          if [ "$connects" = 0 ]; then
+            why="cannot reach $base ($curl_said)"
+            unconnected="$unconnected${unconnected:+, }$base ($curl_said)"
+          else
+            why="no answer from $base ($curl_said)"
+          fi
           ;;
         *) say "$base answered HTTP $status: $(error_line)"; return 1 ;;
       esac
-      [ "$#" = 1 ] || case "$why" in "cannot reach"*) ;; *) why="$base: $why" ;; esac
+      [ "$#" = 1 ] || case "$why" in "cannot reach"* | "no answer"*) ;; *) why="$base: $why" ;; esac
       if [ -z "$wait" ] || [ "$this" -lt "$wait" ]; then wait=$this; fi
       [ "$left" = 0 ] || say "$why; trying the next server"
     done
+    if [ "$contact" = 0 ]; then
+      grace_left=$((last_contact + grace - $(now)))
+      if [ "$grace_left" -le 0 ]; then
+        if [ "$reached" = 0 ]; then
+          say "could not connect to any server within ${grace}s (WHISPER_CONNECT_GRACE): $unconnected; is the box (or WSL) up?"
+          return 3
+        fi
+        say "could not connect to any server for ${grace}s since one last answered (WHISPER_CONNECT_GRACE): $unconnected"
+        return 1
+      fi
+      # Look again every second: a refused connection costs nothing, and the note should go as soon
+      # as the server is back, not at the end of a backoff.
+      wait=1
+    fi
     if [ $(($(now) + wait)) -ge "$deadline" ]; then
       say "giving up after ${timeout}s: $why"
       [ "$reached" = 0 ] && return 3
