@@ -9,6 +9,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from windows_probe import READY_PC
 
 PLUGIN = Path(__file__).resolve().parents[2] / "roles" / "windows_wsl" / "filter_plugins" / "preflight.py"
 spec = importlib.util.spec_from_file_location("preflight", PLUGIN)
@@ -16,21 +17,7 @@ preflight = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(preflight)
 
 # A Windows 11 23H2 PC with the Store WSL, the distribution, and Windows' own sshd on 22.
-HEALTHY = {
-    "user": "PC\\me",
-    "admin": True,
-    "build": 22631,
-    "wsl": "C:\\Program Files\\WSL\\wsl.exe",
-    "distributions": ["Ubuntu-24.04", "docker-desktop"],
-    "list_error": "",
-    "sshd_start": "Automatic",
-    "sshd_ports": [22],
-    "hyperv_firewall": True,
-    "hyperv_rules": [],
-    "firewall_rules": [],
-    "portproxy": [],
-    "portproxy_record": [],
-}
+HEALTHY = {**READY_PC, "distributions": ["Ubuntu-24.04", "docker-desktop"]}
 
 
 def problems(mode="mirrored", ports=(8000, 2222), boot_check=False, **probe):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from ansible_run import run_playbook
 from test_windows_contract import powershell_errors
+from windows_probe import READY_PC as PROBE
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "windows_wsl"
@@ -58,24 +59,6 @@ PLAY = """
               'merged': users | windows_wsl_merge(windows_wsl_settings), 'problems': windows_wsl_problems,
               'stale': windows_wsl_stale, 'logon_type': windows_wsl_logon_type, 'wsl': windows_wsl_exe} | to_json }}
 """
-
-# What the role's first task reports on a ready Windows 11 PC with the Store WSL: Windows' own sshd on 22,
-# WSL's on 2222 (the inventory's ansible_port), nothing of whisperlab's there yet.
-PROBE = {
-    "user": "PC\\me",
-    "admin": True,
-    "build": 22631,
-    "wsl": "C:\\Program Files\\WSL\\wsl.exe",
-    "distributions": ["Ubuntu-24.04"],
-    "list_error": "",
-    "sshd_start": "Automatic",
-    "sshd_ports": [22],
-    "hyperv_firewall": True,
-    "hyperv_rules": [],
-    "firewall_rules": [],
-    "portproxy": [],
-    "portproxy_record": [],
-}
 
 
 def render(tmp_path: Path, probe: dict | None = None, **extra) -> tuple[dict, str]:
