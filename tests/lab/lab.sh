@@ -317,7 +317,11 @@ login_refusal() {
   local host=$1 init
   init=$(guest_init "$host")
   [ -n "$init" ] && [ -e "/proc/$init/root/run/nologin" ] || return 1
-  guest "$host" systemctl is-system-running 2>/dev/null | grep -qx -e starting -e initializing && return 1
+  # Only once the boot is over: until then /run/nologin is there by design.
+  case "$(guest "$host" systemctl is-system-running 2>/dev/null)" in
+    running | degraded | maintenance) ;;
+    *) return 1 ;;
+  esac
   printf '%s is up but refuses logins: /run/nologin is still there. ' "$host"
   printf 'Failed units: %s. ' "$(guest "$host" systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | paste -sd' ' - | grep . || echo none)"
   printf 'systemd-user-sessions: %s\n' "$(guest "$host" systemctl show -p Result --value systemd-user-sessions.service 2>/dev/null)"
