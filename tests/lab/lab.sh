@@ -388,13 +388,12 @@ fresh() {
   cp -a "$ROOTFS/." "$dir/"
   cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/" 2>/dev/null || true
   (
-    own_cgroup "fresh-$BASHPID"
-    echo "$BASHPID" >"$dir.cgroup-owner"
+    own_cgroup "fresh-$$"  # $$ is this script's PID in the subshell too: the same name below
     exec systemd-nspawn --quiet --register=no --keep-unit --directory="$dir" --resolv-conf=copy-host \
       --bind-ro="$REPO:/repo" "${binds[@]}" -- "$@"
   ) || rc=$?
-  remove_cgroups "fresh-$(cat "$dir.cgroup-owner")"
-  rm -rf "$dir" "$dir.cgroup-owner"
+  remove_cgroups "fresh-$$"
+  rm -rf "$dir"
   return "$rc"
 }
 
