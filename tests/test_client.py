@@ -160,22 +160,30 @@ def openclaw(host, setup):
 def test_openclaw_voice_notes_go_to_the_server(setup, openclaw):
     assert openclaw("config validate").rc == 0
     models = json.loads(openclaw("config get tools.media.models --json").stdout)
-    ours = [m for m in models if m.get("profile") == "openai:whisperlab"]
+    ours = [m for m in models if m.get("provider") == "senseaudio"]
     # One entry per server, in inventory order: OpenClaw moves to the next when one cannot be reached.
     assert [m["baseUrl"] for m in ours] == [f"http://{s['alias']}:{s['port']}/v1" for s in setup["servers"]]
     assert all(m["capabilities"] == ["audio"] for m in ours)
     assert json.loads(openclaw("config get tools.media.audio.enabled --json").stdout) is True
+    block = json.loads(openclaw("config get models.providers.senseaudio --json").stdout)
+    assert block["apiKey"]["source"] == "file" and block["apiKey"]["provider"] == "whisperlab"
+    assert block["request"] == {"allowPrivateNetwork": True}
+
+
+def test_openclaw_keeps_whisperlab_out_of_the_openai_provider(setup, openclaw):
+    """A key stored for `openai` is rotated with the user's own OpenAI keys on a 429; none of ours is there."""
     profiles = json.loads(openclaw("models auth list --json --provider openai").stdout)["profiles"]
-    assert "openai:whisperlab" in [p["id"] for p in profiles]
+    assert "openai:whisperlab" not in [p["id"] for p in profiles]
 
 
-def test_openclaw_config_backup_is_private(host, setup, openclaw):
+def test_openclaw_config_backup_and_key_are_private(host, setup, openclaw):
     config = openclaw("config file").stdout.strip().splitlines()[-1].replace("~", setup["home"], 1)
     backup = host.file(config + ".whisperlab-backup")
     if backup.exists:  # there is none when OpenClaw had no config before the role's first change
         assert backup.mode == 0o600 and backup.user == setup["user"]
-    fingerprint = host.file(f"{setup['home']}/.config/whisperlab/openclaw-profile.sha256")
-    assert fingerprint.mode == 0o600
+    key = host.file(f"{setup['home']}/.config/whisperlab/openclaw-key")
+    assert key.mode == 0o600 and key.user == setup["user"]
+    assert not host.file(f"{setup['home']}/.config/whisperlab/openclaw-profile.sha256").exists
 
 
 def test_openclaw_config_holds_no_key(host, setup, openclaw, request):
@@ -184,6 +192,5 @@ def test_openclaw_config_holds_no_key(host, setup, openclaw, request):
         "whisperlab_api_key_file", "{{ inventory_dir }}/.secrets/whisper_api_key"
     )
     key = Path(key_file.replace("{{ inventory_dir }}", str(inventory_dir))).read_text().strip()
-    assert key.startswith("sk-"), "OpenClaw stores only sk- keys in an openai profile"
     config = openclaw("config file").stdout.strip().splitlines()[-1].replace("~", setup["home"], 1)
     assert key not in host.file(config).content_string

@@ -53,8 +53,12 @@ def servers(host, request):
     return found
 
 
+KEY_FILE = REPO / "inventory" / "lab" / ".secrets" / "whisper_api_key"
+
+
 def transcriptions_served(server) -> float:
-    text = requests.get(server["url"] + "/metrics", timeout=5).text
+    key = KEY_FILE.read_text().strip()
+    text = requests.get(server["url"] + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=5).text
     pattern = r'^whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} (\S+)$'
     return sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
 
@@ -127,6 +131,78 @@ def test_every_server_stopped_the_skill_fails_within_the_grace(servers):
         assert mac(f"sha256sum {NOTE}").stdout.split()[0] == digest, "the audio was changed"
     finally:
         for server in servers:
+            server["host"].run(f"{server['systemctl']} start whisper.service")
+        for server in servers:
+            wait_ready(server["url"], timeout=120)
+        mac(f"rm -rf {WORK}")
+
+
+# A stand-in for a busy server: every request gets OpenAI's 429, and the Authorization header it carried
+# is logged, so the test sees exactly which keys reached the LAN.
+BUSY = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with open(sys.argv[2], "a") as log:
+            log.write(str(self.headers.get("Authorization")) + "\\n")
+        body = b'{"error": {"message": "busy", "type": "rate_limit_exceeded", "param": null, "code": null}}'
+        self.send_response(429)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+"""
+MARKERS = ("sk-MARKER-openai-api-key", "sk-MARKER-openai-api-keys", "sk-MARKER-openai-api-key-x")
+
+
+def test_every_server_busy_the_users_openai_keys_never_reach_the_lan(servers):
+    """With every LAN server answering 429, OpenClaw's voice-note path and the skill retry and fail over
+    with whisperlab's key only: the user's OPENAI_API_KEY, OPENAI_API_KEYS and OPENAI_API_KEY_* never
+    cross the LAN (an openai-provider profile of ours would have them rotated in)."""
+    key = KEY_FILE.read_text().strip()
+    mac(f"rm -rf {WORK} && mkdir {WORK} && cat > {NOTE}", stdin=support.speech("report", "ogg"))
+    for server in servers:
+        assert server["host"].run(f"{server['systemctl']} stop whisper.service").rc == 0
+        server["host"].run("rm -f /tmp/whisperlab-busy.log")
+        assert server["host"].run("cat > /tmp/whisperlab-busy.py <<'PY'\n" + BUSY + "\nPY").rc == 0
+        port = server["url"].rsplit(":", 1)[1]
+        started = server["host"].run(
+            f"setsid python3 /tmp/whisperlab-busy.py {port} /tmp/whisperlab-busy.log </dev/null >/dev/null 2>&1 &"
+        )
+        assert started.rc == 0
+    try:
+        for server in servers:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if requests.post(server["url"] + "/v1/audio/transcriptions", timeout=2).status_code == 429:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.3)
+            server["host"].run("rm -f /tmp/whisperlab-busy.log")
+        markers = f"OPENAI_API_KEY={MARKERS[0]} OPENAI_API_KEYS={MARKERS[1]} OPENAI_API_KEY_X={MARKERS[2]}"
+        openclaw = mac(f"{markers} openclaw infer audio transcribe --file {NOTE} --json")
+        assert openclaw.returncode != 0, "every server answered 429, yet OpenClaw reports a transcript"
+        skill = mac(f"{markers} {SKILL} {NOTE} --out {WORK}/voice.txt")
+        assert skill.returncode != 0
+        assert mac(f"test -e {WORK}/voice.txt").returncode != 0, "a transcript was written"
+        for server in servers:
+            seen = server["host"].run("cat /tmp/whisperlab-busy.log").stdout.split("\n")
+            seen = [line for line in seen if line]
+            print(server["url"], seen)
+            assert seen, f"{server['url']} got no request"
+            assert set(seen) == {f"Bearer {key}"}, f"{server['url']} got other credentials than whisperlab's"
+            assert not any(marker in line for line in seen for marker in MARKERS)
+    finally:
+        for server in servers:
+            server["host"].run(
+                "pkill -f /tmp/whisperlab-busy.py; rm -f /tmp/whisperlab-busy.py /tmp/whisperlab-busy.log"
+            )
             server["host"].run(f"{server['systemctl']} start whisper.service")
         for server in servers:
             wait_ready(server["url"], timeout=120)

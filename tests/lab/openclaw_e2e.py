@@ -5,6 +5,7 @@ PATH a login gives it, as the assistant would."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_the_config_the_role_wrote_is_valid():
 
 def test_the_users_own_entry_and_comments_backup_survive():
     models = json.loads(mac("openclaw config get tools.media.models --json").stdout)
-    ours = [m for m in models if m.get("profile") == "openai:whisperlab"]
+    ours = [m for m in models if m.get("provider") == "senseaudio"]
     # One entry per server, in inventory order, and together (the user's entry is not between them).
     assert [m["baseUrl"] for m in ours] == ["http://wsl.home:8000/v1", "http://wsl2.home:8000/v1"]
     assert all(m["capabilities"] == ["audio"] for m in ours)
@@ -64,19 +65,27 @@ def test_the_users_own_entry_and_comments_backup_survive():
     assert backup.startswith("// The lab user's own OpenClaw config"), "the backup is not the user's original"
 
 
-def test_the_users_own_openai_profile_stays_theirs_for_chat():
-    # The lab user stored an OpenAI key of their own (openai:personal) before whisperlab came. Without
-    # a pinned order OpenClaw would pick either stored openai profile for chat, whisperlab's included.
-    order = json.loads(mac("openclaw config get auth.order.openai --json").stdout)
-    assert order == ["openai:personal"]
+def test_nothing_of_whisperlabs_is_in_the_openai_provider():
+    # The lab user stored an OpenAI key of their own (openai:personal) before whisperlab came. A key of
+    # ours stored for `openai` would be rotated with theirs on a 429 (failover.py proves the 429 case).
     profiles = json.loads(mac("openclaw models auth list --json --provider openai").stdout)["profiles"]
-    assert {"openai:personal", "openai:whisperlab"} <= {p["id"] for p in profiles}
+    assert [p["id"] for p in profiles] == ["openai:personal"]
+    # Read as written (OpenClaw rewrote it as plain JSON): `config get` would fill in defaults.
+    config = json.loads(mac("cat ~/.openclaw/openclaw.json").stdout)
+    assert "openai" not in config.get("auth", {}).get("order", {})
+    openai = config.get("models", {}).get("providers", {}).get("openai", {})
+    assert "allowPrivateNetwork" not in openai.get("request", {})
+    block = json.loads(mac("openclaw config get models.providers.senseaudio --json").stdout)
+    assert block["apiKey"]["source"] == "file" and block["apiKey"]["provider"] == "whisperlab"
+    assert block["request"] == {"allowPrivateNetwork": True}
+    key = mac("stat -c '%a %U' ~/.config/whisperlab/openclaw-key").stdout.decode().split()
+    assert key == ["600", "lab"]
 
 
 def test_voice_note_through_openclaws_own_path(note):
     result = mac(f"openclaw infer audio transcribe --file {note} --json")
     reply = json.loads(result.stdout)
-    assert reply["ok"] is True and reply["provider"] == "openai"
+    assert reply["ok"] is True and reply["provider"] == "senseaudio"
     heard = reply["outputs"][0]["text"]
     assert support.wer(support.SENTENCES["report"], heard) <= MAX_WER, heard
 
@@ -159,3 +168,147 @@ def test_no_openclaw_skips_with_one_clear_line(run_role):
     out = run_role("clients", "openclaw", openclaw_executable="/nonexistent/openclaw")
     assert "OpenClaw is not installed for" in out and "skipping" in out
     assert "changed=0" in out
+
+
+# --- An older whisperlab install, and a user whose OpenAI key is only in the environment. Each runs in a
+# throwaway OpenClaw state of its own, so the lab user's real one stays as the roles left it.
+
+
+def state_env(name: str) -> dict[str, str]:
+    base = f"/home/lab/whisperlab-state-{name}"
+    return {
+        "OPENCLAW_NO_UPDATE_CHECK": "1",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "OPENCLAW_STATE_DIR": f"{base}/state",
+        "OPENCLAW_CONFIG_PATH": f"{base}/openclaw.json",
+    }
+
+
+def in_state(env: dict[str, str], command: str) -> str:
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k.startswith("OPENCLAW"))
+    return f"env {exports} {command}"
+
+
+def run_roles(env: dict[str, str], roles_dir: Path, tmp_path: Path) -> str:
+    """The openclaw role from roles_dir, on the clients, with OpenClaw pointed at a throwaway state."""
+    playbook = roles_dir / "openclaw-only.yml"
+    playbook.write_text("- name: Only openclaw\n  hosts: clients\n  roles: [openclaw]\n")
+    inventory = str(REPO / "inventory" / "lab" / "hosts.yml")
+    result = subprocess.run(
+        ["ansible-playbook", "-i", inventory, str(playbook), "-e", json.dumps({"openclaw_environment": env})],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(roles_dir / "roles"), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+    )
+    print(result.stdout[-6000:], result.stderr[-3000:])
+    assert result.returncode == 0, f"openclaw role from {roles_dir}: exit {result.returncode}"
+    return result.stdout
+
+
+# main before the senseaudio move: its openclaw role kept the key in an openai:whisperlab profile.
+OLD_MAIN = "06c49af"
+
+
+def test_an_older_install_is_taken_apart(tmp_path):
+    env = state_env("older")
+    mac(f"rm -rf {env['OPENCLAW_CONFIG_PATH'].rsplit('/', 1)[0]}")
+    mac(
+        in_state(
+            env,
+            "sh -c 'printf %s sk-lab-users-own-openai-key | openclaw models auth paste-api-key "
+            "--provider openai --profile-id openai:personal >/dev/null 2>&1'",
+        )
+    )
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(["git", "archive", OLD_MAIN, "roles"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    run_roles(env, old, tmp_path)
+    before = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
+    assert "openai:whisperlab" in [p["id"] for p in before["profiles"]], "the old role did not install as expected"
+
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "roles").symlink_to(REPO / "roles")
+    run_roles(env, new, tmp_path)
+    after = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
+    assert [p["id"] for p in after["profiles"]] == ["openai:personal"]
+    config = json.loads(mac(f"cat {env['OPENCLAW_CONFIG_PATH']}").stdout)
+    assert "order" not in config.get("auth", {}) or "openai" not in config["auth"]["order"]
+    assert "allowPrivateNetwork" not in config.get("models", {}).get("providers", {}).get("openai", {}).get(
+        "request", {}
+    )
+    models = config["tools"]["media"]["models"]
+    assert [m["provider"] for m in models] == ["senseaudio", "senseaudio"]
+    assert not any("profile" in m for m in models)
+    assert mac("test -e ~/.config/whisperlab/openclaw-profile.sha256", check=False).returncode != 0
+    assert "changed=0" in run_roles(env, new, tmp_path)
+    reply = json.loads(
+        mac(in_state(env, "openclaw infer audio transcribe --file ~/whisperlab-openclaw/voice.ogg --json")).stdout
+    )
+    assert reply["provider"] == "senseaudio"
+
+
+CHAT_STANDIN = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with open(sys.argv[2], "a") as log:
+            log.write(self.path + " " + str(self.headers.get("Authorization")) + "\\n")
+        body = b'{"error": {"message": "stand-in", "type": "invalid_request_error"}}'
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path):
+    env = state_env("envonly")
+    base = env["OPENCLAW_CONFIG_PATH"].rsplit("/", 1)[0]
+    mac(f"rm -rf {base} && mkdir -p {base}")
+    # The user's own setting, before whisperlab: OpenAI chat through a proxy (here a stand-in that logs
+    # the Authorization header it gets), and no auth profile at all.
+    users_openai = {"baseUrl": "http://127.0.0.1:18099/v1", "models": [], "request": {"allowPrivateNetwork": True}}
+    mac(
+        in_state(
+            env, f"openclaw config set models.providers.openai {shlex.quote(json.dumps(users_openai))} --strict-json"
+        )
+    )
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "roles").symlink_to(REPO / "roles")
+    run_roles(env, new, tmp_path)
+    assert json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)["profiles"] == []
+    assert (
+        json.loads(mac(in_state(env, "openclaw config get models.providers.openai --json")).stdout)["baseUrl"]
+        == (users_openai["baseUrl"])
+    )
+    mac(f"cat > {base}/chat.py", stdin=CHAT_STANDIN.encode())
+    mac(f"setsid python3 {base}/chat.py 18099 {base}/chat.log </dev/null >/dev/null 2>&1 & sleep 1")
+    try:
+        chat = mac(
+            in_state(
+                env,
+                "OPENAI_API_KEY=sk-users-env-only-key openclaw infer model run --model openai/gpt-4o-mini"
+                " --prompt hi --json",
+            ),
+            check=False,
+        )
+        print(chat.stdout.decode()[-2000:], chat.stderr.decode()[-2000:])
+        log = mac(f"cat {base}/chat.log").stdout.decode()
+        assert "Bearer sk-users-env-only-key" in log, log
+        assert set(log.split()) <= {"/v1/chat/completions", "/v1/responses", "Bearer", "sk-users-env-only-key"}, log
+    finally:
+        mac(f"pkill -f {base}/chat.py", check=False)
+    # And its voice notes still go to the LAN server, with whisperlab's key.
+    reply = json.loads(mac(in_state(env, f"openclaw infer audio transcribe --file {note} --json")).stdout)
+    assert reply["provider"] == "senseaudio"
+    assert support.wer(support.SENTENCES["report"], reply["outputs"][0]["text"]) <= MAX_WER

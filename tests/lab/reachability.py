@@ -55,3 +55,34 @@ def test_a_wrong_key_and_an_unknown_name_get_their_diagnoses(host, run_role, tmp
     nowhere = [{"alias": "nowhere.invalid", "port": 8000}]
     out = run_role("clients", "lan_check", expect_failure=True, lan_check_servers=nowhere)
     assert "does not resolve on this client" in out
+
+
+OPEN_SERVER = """
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"status": "ready"} if self.path == "/health" else {"object": "list", "data": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_server_that_answers_without_a_key_fails_the_check(run_role, tmp_path):
+    """Auth off on the LAN is a failure, not a pass: lan_check also asks without the key and wants 401."""
+    script = tmp_path / "open_server.py"
+    script.write_text(OPEN_SERVER)
+    port = 18777
+    server = subprocess.Popen(["ip", "netns", "exec", "wl-wsl", "python3", str(script), str(port)])
+    try:
+        open_one = [{"alias": "wsl.home", "port": port}]
+        out = run_role("clients", "lan_check", expect_failure=True, lan_check_servers=open_one)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert "answers without a key" in out and "authentication off" in out
