@@ -188,21 +188,25 @@ def test_every_server_busy_the_users_openai_keys_never_reach_the_lan(servers):
         markers = f"OPENAI_API_KEY={MARKERS[0]} OPENAI_API_KEYS={MARKERS[1]} OPENAI_API_KEY_X={MARKERS[2]}"
         openclaw = mac(f"{markers} openclaw infer audio transcribe --file {NOTE} --json")
         assert openclaw.returncode != 0, "every server answered 429, yet OpenClaw reports a transcript"
-        skill = mac(f"{markers} {SKILL} {NOTE} --out {WORK}/voice.txt")
+        # The skill waits out busy servers for WHISPER_TIMEOUT (300 s from the role): 20 s is enough here.
+        skill = mac(f"{markers} WHISPER_TIMEOUT=20 {SKILL} {NOTE} --out {WORK}/voice.txt")
         assert skill.returncode != 0
         assert mac(f"test -e {WORK}/voice.txt").returncode != 0, "a transcript was written"
         for server in servers:
             seen = server["host"].run("cat /tmp/whisperlab-busy.log").stdout.split("\n")
             seen = [line for line in seen if line]
-            print(server["url"], seen)
+            # Counted, never printed: the lines hold whisperlab's key.
+            ours = sum(line == f"Bearer {key}" for line in seen)
+            leaked = [marker for marker in MARKERS if any(marker in line for line in seen)]
+            print(f"{server['url']}: {len(seen)} requests, {ours} with whisperlab's key, markers seen: {leaked}")
             assert seen, f"{server['url']} got no request"
-            assert set(seen) == {f"Bearer {key}"}, f"{server['url']} got other credentials than whisperlab's"
-            assert not any(marker in line for line in seen for marker in MARKERS)
+            assert not leaked, f"{server['url']} got the user's OpenAI keys {leaked}"
+            assert ours == len(seen), f"{server['url']} got {len(seen) - ours} requests without whisperlab's key"
     finally:
         for server in servers:
-            server["host"].run(
-                "pkill -f /tmp/whisperlab-busy.py; rm -f /tmp/whisperlab-busy.py /tmp/whisperlab-busy.log"
-            )
+            # Alone, and with a bracket: pkill -f must not match the shell that runs it.
+            server["host"].run("pkill -f 'whisperlab-busy[.]py'")
+            server["host"].run("rm -f /tmp/whisperlab-busy.py /tmp/whisperlab-busy.log")
             server["host"].run(f"{server['systemctl']} start whisper.service")
         for server in servers:
             wait_ready(server["url"], timeout=120)
