@@ -9,6 +9,17 @@ def server_user(variables: dict) -> str:
     return variables.get("whisper_server_user") or variables.get("whisperlab_server_user") or "whisper"
 
 
+def server_alias(variables: dict, name: str) -> str:
+    """A server's name on the clients, as the whisperlab role gives it: whisperlab_host_alias, else
+    whisperlab_server_alias for the first server of the group and wsl2.home, wsl3.home, ... after it."""
+    if variables.get("whisperlab_host_alias"):
+        return variables["whisperlab_host_alias"]
+    first = variables.get("whisperlab_server_alias", "wsl.home")
+    index = variables["groups"][variables.get("whisperlab_server_group", "whisper_servers")].index(name) + 1
+    label, dot, rest = first.partition(".")
+    return first if index == 1 else f"{label}{index}{dot}{rest}"
+
+
 # The client may be a real Mac: no getent, no sha256sum, no ss, and homes not always /Users/<name>.
 # These helpers ask each system its own way (testinfra's own system_info tells which).
 

@@ -1,5 +1,6 @@
-"""The WSL box after site.yml: wsl.conf, linger, the user unit, the env file, and a live server that
-transcribes, checks its key and logs request ids."""
+"""The WSL box after site.yml: wsl.conf, linger, the user unit, the env file and the key file, and a live
+server that transcribes, checks its key (on /v1 and /metrics; /health tells only its status without it),
+answers only to its own names, and logs request ids; the monitor the client's key runs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from inventory_facts import server_user
+from inventory_facts import server_alias, server_user
 
 import support
 
@@ -37,6 +38,9 @@ def facts(host, request):
         "port": int(variables.get("whisper_server_port", variables.get("whisperlab_server_port", 8000))),
         "key_file": key_file.replace("{{ inventory_dir }}", str(inventory_dir)),
         "wsl_force": bool(variables.get("wsl_force", False)),
+        "alias": server_alias(variables, variables["inventory_hostname"]),
+        "address": str(variables.get("ansible_host", variables["inventory_hostname"])),
+        "monitor": variables.get("whisperlab_monitor_command", "/usr/local/bin/whisperlab-monitor"),
     }
 
 
@@ -59,9 +63,23 @@ def api_key(facts) -> str:
     return Path(facts["key_file"]).read_text().strip()
 
 
+def get(host, facts, path: str, key: str | None = None, host_header: str | None = None) -> tuple[int, str]:
+    """(status, body) of a GET on the server from its own host. The key goes to curl on stdin."""
+    headers = [f"Authorization: Bearer {key}"] if key else []
+    headers += [f"Host: {host_header}"] if host_header else []
+    feed = f"printf '%s\\n' {' '.join(shlex.quote(h) for h in headers)} | " if headers else ""
+    out = host.check_output(
+        f"{feed}curl -sS --max-time 10 {'-H @- ' if headers else ''}-w '\\n%{{http_code}}' {facts['base']}{path}"
+    )
+    body, _, status = out.rpartition("\n")
+    return int(status), body
+
+
 def health(host, facts) -> dict:
-    out = host.check_output(f"curl -sS --max-time 10 {facts['base']}/health")
-    return json.loads(out)
+    """The whole /health, asked with the key."""
+    status, body = get(host, facts, "/health", api_key(facts))
+    assert status in (200, 503), body
+    return json.loads(body)
 
 
 def test_wsl_conf_enables_systemd(host, facts):
@@ -112,12 +130,33 @@ def test_port_listening(host, facts):
     assert host.socket(f"tcp://{facts['bind']}:{facts['port']}").is_listening
 
 
-def test_env_file_is_private(host, facts):
+def env_file(host, facts) -> dict:
+    content = host.file(f"{facts['home']}/.config/whisper-server/whisper-server.env").content_string
+    return dict(line.split("=", 1) for line in content.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def test_env_file_is_private_and_names_the_key_file(host, facts):
     env = host.file(f"{facts['home']}/.config/whisper-server/whisper-server.env")
     assert env.exists
     assert env.mode == 0o600
     assert env.user == facts["user"]
-    assert env.contains("^WHISPER_API_KEY=.")
+    settings = env_file(host, facts)
+    # The key is in a file of its own: every child of the server would inherit an environment variable.
+    assert "WHISPER_API_KEY" not in settings
+    assert settings["WHISPER_API_KEY_FILE"] == f"{facts['home']}/.config/whisper-server/api_key"
+
+
+def test_key_file_is_private_and_holds_the_controllers_key(host, facts):
+    key_file = host.file(f"{facts['home']}/.config/whisper-server/api_key")
+    assert key_file.exists and key_file.mode == 0o600 and key_file.user == facts["user"]
+    assert key_file.content_string.strip() == api_key(facts)
+
+
+def test_the_server_process_has_no_key_in_its_environment(host, facts):
+    pid = host.check_output(as_user(facts, "systemctl --user show -p MainPID --value whisper.service"))
+    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
+    assert not [line for line in environ.splitlines() if line.startswith("WHISPER_API_KEY=")]
+    assert api_key(facts) not in environ
 
 
 def test_controller_key_is_private(facts):
@@ -127,12 +166,49 @@ def test_controller_key_is_private(facts):
 
 
 def test_health_ready_with_expected_model(host, facts):
-    env = host.file(f"{facts['home']}/.config/whisper-server/whisper-server.env").content_string
-    model = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("WHISPER_MODEL="))
+    model = env_file(host, facts)["WHISPER_MODEL"]
     body = health(host, facts)
     assert body["status"] == "ready"
     assert body["model"] == model
     assert host.file(model + "/model.bin").exists
+
+
+def test_health_without_the_key_tells_only_its_status(host, facts):
+    status, body = get(host, facts, "/health")
+    assert (status, json.loads(body)) == (200, {"status": "ready"})
+
+
+def test_metrics_need_the_key(host, facts):
+    status, body = get(host, facts, "/metrics")
+    assert status == 401 and json.loads(body)["error"]["code"] == "missing_api_key"
+    status, body = get(host, facts, "/metrics", api_key(facts))
+    assert status == 200 and "whisper_requests_total" in body
+
+
+def test_the_server_answers_only_to_its_own_names(host, facts):
+    allowed = env_file(host, facts)["WHISPER_ALLOWED_HOSTS"].split(",")
+    short = facts["alias"].split(".")[0]
+    assert {facts["alias"], short, facts["address"], "localhost", "127.0.0.1", "::1"} <= set(allowed)
+    for name in (facts["alias"], f"{short}:{facts['port']}", facts["address"], "localhost"):
+        assert get(host, facts, "/health", host_header=name)[0] == 200, name
+    # What a page that rebinds its own name to this address sends.
+    status, body = get(host, facts, "/health", host_header=f"rebound.attacker.example:{facts['port']}")
+    assert status == 400 and json.loads(body)["error"]["code"] == "host_not_allowed"
+
+
+def test_the_monitor_shows_health_in_full_and_logs_without_control_characters(host, facts):
+    monitor = facts["monitor"]
+    out = host.check_output(as_user(facts, f"SSH_ORIGINAL_COMMAND=health {monitor}"))
+    assert out.startswith("health: {") and json.loads(out.split(": ", 1)[1])["model"]
+    # The installed monitor, pointed at a log with a traceback's escape sequences in it.
+    folder = host.check_output("mktemp -d")
+    try:
+        host.check_output(f"printf 'ok\\tline\\n\\033[2J\\033]0;title\\007 bell\\r\\n' > {folder}/whisper-server.log")
+        host.check_output(f"sed \"s#^LOG=.*#LOG='{folder}/whisper-server.log'#\" {monitor} > {folder}/monitor")
+        out = host.run(f"SSH_ORIGINAL_COMMAND='logs 5' sh {folder}/monitor").stdout
+        assert out == "ok\tline\n?[2J?]0;title? bell?\n", repr(out)
+    finally:
+        host.run(f"rm -rf {folder}")
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,19 @@ def make_app(engine=None, **overrides):
     return app
 
 
+def assert_envelope(response, status, param=None, code=None):
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"]
+    if param is not None:
+        assert body["error"]["param"] == param
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
 @pytest.fixture
 def fake_engine():
     return FakeEngine()

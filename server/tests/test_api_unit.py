@@ -11,7 +11,7 @@ import time
 import pytest
 from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
 
-from conftest import FakeEngine, make_app
+from conftest import FakeEngine, assert_envelope, make_app
 from whisper_server.app import create_app
 from whisper_server.config import OPENAI_MODEL_NAMES, Config
 from whisper_server.engine import LoadedEngine
@@ -24,19 +24,6 @@ def post(client, audio, **fields):
     if audio is not None:
         data["file"] = (io.BytesIO(audio), "note.wav")
     return client.post(URL, data=data, content_type="multipart/form-data")
-
-
-def assert_envelope(response, status, param=None, code=None):
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["message"]
-    if param is not None:
-        assert body["error"]["param"] == param
-    if code is not None:
-        assert body["error"]["code"] == code
-    return body["error"]
 
 
 def test_json_is_the_default(client, wav_bytes, fake_engine):
@@ -200,9 +187,10 @@ def test_auth(wav_bytes):
     )
     assert right.status_code == 200
     assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    # Probes need no key.
-    assert client.get("/health").status_code == 200
-    assert client.get("/metrics").status_code == 200
+    # A probe needs no key to learn the status; the figures need it (test_security.py has the rest).
+    assert client.get("/health").get_json() == {"status": "ready"}
+    assert_envelope(client.get("/metrics"), 401, code="missing_api_key")
+    assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
 def test_models(client):

@@ -23,25 +23,31 @@ from whisper_server.engine import (
     resolve_streams,
 )
 
+# Without a key the server listens on loopback only (test_security.py); these tests are about the rest.
+LOCAL = {"WHISPER_HOST": "127.0.0.1"}
+
 
 def test_defaults():
-    config = load_config(["--model", "small"], environ={})
-    assert (config.host, config.port, config.device, config.compute_type) == ("0.0.0.0", 8000, "auto", "auto")
+    config = load_config(["--model", "small"], environ={"WHISPER_API_KEY": "sk-k"})
+    assert (config.host, config.port, config.device, config.compute_type) == ("127.0.0.1", 8000, "auto", "auto")
     assert (config.max_queue, config.max_upload_mb, config.vad, config.batch_size) == (8, 25.0, True, 0)
     assert config.model_aliases == OPENAI_MODEL_NAMES
     assert "gpt-4o-transcribe" in config.model_aliases
-    assert config.api_key is None and config.max_upload_bytes == 25 * 1024 * 1024
+    assert config.api_key == "sk-k" and config.allowed_hosts == ()
+    assert config.max_upload_bytes == 25 * 1024 * 1024
 
 
 @pytest.mark.parametrize("cores, workers, threads", [(1, 4, 1), (2, 4, 2), (4, 8, 4), (8, 16, 8), (64, 16, 8)])
 def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, workers, threads):
     monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
-    config = load_config(["--model", "small"], environ={})
+    config = load_config(["--model", "small"], environ=LOCAL)
     assert (config.workers, config.cpu_threads) == (workers, threads)
     assert (Config(model="x").workers, Config(model="x").cpu_threads) == (workers, threads)
-    spelled = load_config(["--model", "small", "--workers", "auto"], environ={"WHISPER_CPU_THREADS": "auto"})
+    spelled = load_config(["--model", "small", "--workers", "auto"], environ={**LOCAL, "WHISPER_CPU_THREADS": "auto"})
     assert (spelled.workers, spelled.cpu_threads) == (workers, threads)
-    assert load_config(["--model", "small", "--workers", "3"], environ={"WHISPER_CPU_THREADS": "1"}).workers == 3
+    assert (
+        load_config(["--model", "small", "--workers", "3"], environ={**LOCAL, "WHISPER_CPU_THREADS": "1"}).workers == 3
+    )
 
 
 @pytest.mark.parametrize("cores, streams", [(1, 1), (2, 2), (4, 2), (8, 2), (12, 3), (16, 4)])
@@ -66,13 +72,14 @@ def test_environment_then_flags():
         "WHISPER_MODEL_NAMES": "whisper-1, gpt-4o-transcribe",
         "WHISPER_MODEL_ALIAS": "gpt-4o-transcribe, whisper-1,local",
         "WHISPER_BATCH_SIZE": "8",
+        **LOCAL,
     }
     config = load_config([], environ=env)
     assert (config.model, config.port, config.workers, config.vad, config.batch_size) == ("base", 9000, 2, False, 8)
     assert config.model_aliases == ("whisper-1", "gpt-4o-transcribe", "local")
     flagged = load_config(["--port", "9100", "--vad"], environ=env)
     assert flagged.port == 9100 and flagged.vad is True
-    narrowed = load_config(["--model-names", "whisper-1"], environ={"WHISPER_MODEL": "base"})
+    narrowed = load_config(["--model-names", "whisper-1"], environ={"WHISPER_MODEL": "base", **LOCAL})
     assert narrowed.model_aliases == ("whisper-1",)
 
 

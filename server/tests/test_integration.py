@@ -8,6 +8,7 @@ import re
 import signal
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 import openai
@@ -126,6 +127,17 @@ def test_official_openai_client(server, report_wav):
         wrong.models.list()
 
 
+def log_with(log_dir, *needles: str, timeout: float = 5.0) -> str:
+    """The request log once it holds every needle: a request's line is written when waitress closes
+    the response, which can be just after the client has read all of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = (log_dir / "whisper-server.log").read_text()
+        if all(needle in log for needle in needles) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
 def test_key_is_required_and_the_log_records_the_request(server, report_wav):
     unauthenticated = requests.post(
         server.url + "/v1/audio/transcriptions",
@@ -138,7 +150,7 @@ def test_key_is_required_and_the_log_records_the_request(server, report_wav):
     assert unauthenticated.json()["error"]["code"] == "missing_api_key"
     ok = server.post(audio=report_wav, headers={"X-Request-ID": "integration-42"})
     assert ok.headers["X-Request-ID"] == "integration-42"
-    log = (server.log_dir / "whisper-server.log").read_text()
+    log = log_with(server.log_dir, "request_id=no-key-1 ", "request_id=integration-42 ")
     assert re.search(r"request_id=no-key-1 .*status=401", log)
     line = next(line for line in log.splitlines() if "request_id=integration-42" in line)
     assert re.search(r"status=200 audio_s=\d+\.\d+ proc_s=\d+\.\d+ rtf=\d+\.\d+ language=en", line)
@@ -147,10 +159,12 @@ def test_key_is_required_and_the_log_records_the_request(server, report_wav):
 
 def test_health_and_metrics(server, report_wav):
     server.post(audio=report_wav)
-    health = requests.get(server.url + "/health", timeout=5).json()
+    assert requests.get(server.url + "/health", timeout=5).json() == {"status": "ready"}  # no key, no details
+    assert requests.get(server.url + "/metrics", timeout=5).status_code == 401
+    health = requests.get(server.url + "/health", headers=server.headers, timeout=5).json()
     assert health["status"] == "ready" and health["device"] == "cpu" and health["compute_type"] == "int8"
     assert health["model"] == str(support.tiny_en()) and health["gpu"] is None
-    metrics = requests.get(server.url + "/metrics", timeout=5).text
+    metrics = requests.get(server.url + "/metrics", headers=server.headers, timeout=5).text
     audio_seconds = float(re.search(r"^whisper_audio_seconds_total (\S+)$", metrics, re.M).group(1))
     assert audio_seconds > 3
     assert re.search(
@@ -196,7 +210,7 @@ def test_a_forged_path_writes_one_log_line(server):
     # No key needed: it is a 404. %0A would otherwise start a log line of the client's choosing.
     response = requests.get(server.url + "/x%0Arequest_id=forged%20status=200", timeout=10)
     assert response.status_code == 404
-    log = (server.log_dir / "whisper-server.log").read_text().splitlines()
+    log = log_with(server.log_dir, "path=/x%0Arequest_id%3Dforged").splitlines()
     assert not [line for line in log if line.startswith("request_id=forged") or " request_id=forged" in line]
     assert [line for line in log if "path=/x%0Arequest_id%3Dforged" in line]
 
@@ -317,9 +331,9 @@ def test_concurrent_requests_end_in_200_or_429(tmp_path):
         busy.stop()
 
 
-def _model_calls(url: str) -> dict[int, float]:
+def _model_calls(url: str, headers: Optional[dict] = None) -> dict[int, float]:
     """whisper_model_calls_total from /metrics: model calls by the number of windows each decoded."""
-    text = requests.get(url + "/metrics", timeout=5).text
+    text = requests.get(url + "/metrics", headers=headers, timeout=5).text
     return {
         int(w): float(n) for w, n in re.findall(r'^whisper_model_calls_total\{windows="(\d+)"\} (\S+)$', text, re.M)
     }
@@ -388,7 +402,7 @@ def test_long_audio_is_decoded_in_batched_chunks_with_coherent_times(server):
     duration = clip.size / 16000
     assert duration > 45
     audio = support.encode(clip, "ogg")
-    before = _model_calls(server.url)
+    before = _model_calls(server.url, server.headers)
     response = server.post(
         audio=audio,
         filename="long.ogg",
@@ -398,7 +412,7 @@ def test_long_audio_is_decoded_in_batched_chunks_with_coherent_times(server):
             "timestamp_granularities[]": ["segment", "word"],
         },
     )
-    after = _model_calls(server.url)
+    after = _model_calls(server.url, server.headers)
     assert response.status_code == 200, response.text
     body = response.json()
     assert support.wer(" ".join(sentences), body["text"]) <= MAX_WER

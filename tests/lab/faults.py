@@ -32,12 +32,17 @@ def systemctl_user(host, server, *args) -> str:
     return host.run(command).stdout.strip()
 
 
+KEY_FILE = Path(__file__).resolve().parents[2] / "inventory" / "lab" / ".secrets" / "whisper_api_key"
+
+
 def wait_ready(url: str, timeout: float) -> dict:
+    """The full /health (with the key: without it, /health says only its status)."""
+    headers = {"Authorization": f"Bearer {KEY_FILE.read_text().strip()}"}
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         try:
-            response = requests.get(url + "/health", timeout=2)
+            response = requests.get(url + "/health", headers=headers, timeout=2)
             last = response.json()
             if response.status_code == 200 and last["status"] == "ready":
                 return last

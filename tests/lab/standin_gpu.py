@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "clients"  # run once, from the lab's one client; the tests reach the server themselves
@@ -36,8 +37,13 @@ def main_pid(box) -> str:
     return box["host"].check_output(f"{box['systemctl']} show -p MainPID --value whisper.service")
 
 
+KEY_FILE = Path(__file__).resolve().parents[2] / "inventory" / "lab" / ".secrets" / "whisper_api_key"
+
+
 def health(box) -> dict:
-    return json.loads(box["host"].check_output(f"curl -sS --max-time 10 {box['url']}/health"))
+    """The full /health, which needs the key (without it, /health says only its status)."""
+    headers = {"Authorization": f"Bearer {KEY_FILE.read_text().strip()}"}
+    return requests.get(f"{box['url']}/health", headers=headers, timeout=10).json()
 
 
 def test_check_mode_shows_the_gpu_branch(box, server_play):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import io
 import json
 import logging
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from whisper_server import audio, formats
+from whisper_server import audio, auth, formats
 from whisper_server.admission import QueueFull
 from whisper_server.engine import Options
 from whisper_server.errors import APIError, bad_request, upload_too_large
@@ -29,19 +28,7 @@ def _state():
 
 @api.before_request
 def _authenticate():
-    key = _state().config.api_key
-    if key is None:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if not header:
-        raise APIError(
-            401,
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-            code="missing_api_key",
-        )
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
-        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    auth.require_key(_state().config, request.headers.get("Authorization"))
 
 
 @dataclass(frozen=True)

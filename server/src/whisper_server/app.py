@@ -14,7 +14,7 @@ from typing import Optional
 
 from flask import Flask, Request, g, request
 
-from whisper_server import errors
+from whisper_server import auth, errors
 from whisper_server.admission import Admission
 from whisper_server.config import Config
 from whisper_server.engine import LoadedEngine
@@ -100,8 +100,7 @@ def model_name(model: str) -> str:
 def create_app(config: Config, loaded: Optional[LoadedEngine] = None) -> Flask:
     app = Flask("whisper_server")
     app.request_class = InMemoryRequest
-    # Room for the multipart envelope and form fields around a file of the full allowed size.
-    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes + 256 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.config["WHISPER"] = config
     admission = Admission(config.workers, config.max_queue)
     state = State(config=config, admission=admission)
@@ -134,6 +133,8 @@ def _register_hooks(app: Flask) -> None:
         g.started = time.monotonic()
         # Filled in by the transcription views, read when the response closes (after streaming).
         g.stats = {"audio_s": None, "proc_s": None, "language": None}
+        # First: a page that rebound its own name to this address gets nothing, not even /health.
+        auth.require_allowed_host(state.config, request.environ.get("HTTP_HOST"))
         header_bytes = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
         if header_bytes > MAX_HEADER_BYTES:
             raise errors.APIError(

@@ -8,10 +8,8 @@ import sys
 import threading
 from typing import Optional, Sequence
 
-from waitress.server import create_server
-
-from whisper_server import logs
-from whisper_server.app import MAX_HEADER_BYTES, create_app
+from whisper_server import logs, serving
+from whisper_server.app import create_app
 from whisper_server.config import ConfigError, load_config
 from whisper_server.engine import ModelLoadError, load_engine
 
@@ -27,29 +25,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logs.setup(config.log_dir)
     app = create_app(config)
     try:
-        server = create_server(
-            app,
-            host=config.host,
-            port=config.port,
-            # One thread for every request that may run or wait, plus room for health checks
-            # and for answering 429s while the queue is full.
-            threads=config.workers + config.max_queue + 4,
-            # Open connections, idle keep-alives included; past it, new ones wait in the listen
-            # backlog. With the 512 KiB in-memory buffer below, they cost at most ~50 MiB together.
-            connection_limit=100,
-            # Keeps the channel readable while a request runs, which is how waitress notices a
-            # client that left (environ["waitress.client_disconnected"]).
-            channel_request_lookahead=1,
-            # Oversized bodies up to twice the limit still reach Flask and get OpenAI's 413
-            # envelope; beyond that waitress refuses them itself.
-            max_request_body_size=2 * config.max_upload_bytes + 1024 * 1024,
-            # A body over 512 KiB waits in waitress's anonymous (already unlinked) temporary file,
-            # not in memory, so the one in-memory copy of an upload is the one the job holds, and
-            # an idle or slow connection costs at most this much memory.
-            inbuf_overflow=512 * 1024,
-            max_request_header_size=16 * MAX_HEADER_BYTES,
-            ident="whisper-server",
-        )
+        server = serving.create_server(app, config)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
         return 1
@@ -65,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     app.extensions["whisper"].set_loaded(loaded)
     log.info(
         "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d streams=%d "
-        "cpu_threads=%d auth=%s",
+        "cpu_threads=%d auth=%s allowed_hosts=%s",
         config.model,
         loaded.device,
         loaded.compute_type,
@@ -76,6 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         loaded.streams,
         config.cpu_threads,
         "on" if config.api_key else "off",
+        ",".join(config.allowed_hosts) or "any",
     )
 
     stop = threading.Event()

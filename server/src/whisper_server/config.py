@@ -7,7 +7,9 @@ result is handed to create_app() and to the engine loader.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -42,10 +44,41 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the flag and its variable."""
 
 
+# Room for the multipart envelope and the form fields around a file of the full allowed size.
+FORM_OVERHEAD_BYTES = 256 * 1024
+_HOST_NAME = re.compile(r"^[a-z0-9_.:-]+$")
+
+
+def host_name(value: str) -> str:
+    """A Host header or an allowlist entry as the names are compared: lower case, without the port or
+    IPv6's brackets, without a trailing dot, an IPv6 address in its short form. '' when there is none."""
+    name = value.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    name = name.rstrip(".")
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        return name if _HOST_NAME.fullmatch(name) else ""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to bind reaches only this machine (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Config:
     model: str
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8000
     device: str = "auto"
     compute_type: str = "auto"
@@ -64,6 +97,8 @@ class Config:
     shutdown_grace: float = 15.0
     max_audio_seconds: float = 14400.0
     piece_seconds: float = 180.0
+    # Host header names answered (host_name() form); empty: any.
+    allowed_hosts: tuple[str, ...] = ()
     # Read from api_key_file by load_api_key(); never part of repr, so never logged by accident.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -71,11 +106,17 @@ class Config:
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body: a file of the full allowed size in its multipart form. Flask and
+        waitress both hold to it, so nothing bigger is ever read."""
+        return self.max_upload_bytes + FORM_OVERHEAD_BYTES
+
 
 # name, type, default, help. The environment variable is WHISPER_<NAME upper-cased>.
 _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ("model", str, None, "local CTranslate2 model folder, or a faster-whisper model name (e.g. small)"),
-    ("host", str, "0.0.0.0", "address to bind"),
+    ("host", str, "127.0.0.1", "address to bind (0.0.0.0 for the LAN, which needs a key)"),
     ("port", int, 8000, "port to bind"),
     ("device", str, "auto", "auto, cpu or cuda"),
     (
@@ -93,7 +134,20 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
     ),
     ("max_queue", int, 8, "requests allowed to wait for a worker; past that, 429"),
     ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB"),
-    ("api_key_file", Path, None, "file holding the API key; when set, requests need 'Authorization: Bearer <key>'"),
+    (
+        "api_key_file",
+        Path,
+        None,
+        "file holding the API key; when set, /v1 and /metrics need 'Authorization: Bearer <key>', and /health "
+        "without it tells only its status. Without a key the server listens only on loopback",
+    ),
+    (
+        "allowed_hosts",
+        str,
+        "",
+        "comma-separated names and addresses the Host header may carry (port ignored, any case), against DNS "
+        "rebinding; others get 400 host_not_allowed; empty = any",
+    ),
     ("log_dir", Path, None, "folder for the rotating request log (stdout always gets it too)"),
     (
         "model_names",
@@ -192,13 +246,20 @@ def _convert(name: str, kind: type, value: object) -> object:
 
 
 def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
-    """Build the Config from flags and environment. Raises ConfigError with a clear message."""
-    environ = os.environ if environ is None else environ
+    """Build the Config from flags and environment. Raises ConfigError with a clear message.
+
+    Reading the process's own environment takes WHISPER_API_KEY out of it, so that no child process
+    (nvidia-smi, a library's helper) inherits the key."""
+    own = environ is None
+    environ = dict(os.environ) if own else environ
+    if own:
+        os.environ.pop("WHISPER_API_KEY", None)
     args = vars(build_parser(environ).parse_args(argv))
     values = {name: _convert(name, kind, args[name]) for name, kind, _, _ in _OPTIONS}
     values = {name: value for name, value in values.items() if not (value is None and name in _AUTO)}
     names = _names(values.pop("model_names")) + _names(values.pop("model_alias"))
     values["model_aliases"] = tuple(dict.fromkeys(names))
+    values["allowed_hosts"] = _allowed_hosts(values.pop("allowed_hosts"))
     config = Config(vad=args["vad"], **values)
     validate(config)
     if config.api_key_file is not None:
@@ -206,7 +267,24 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     elif environ.get("WHISPER_API_KEY", "").strip():
         # For a 0600 EnvironmentFile; deliberately no flag, so the key never shows in `ps`.
         config = replace(config, api_key=environ["WHISPER_API_KEY"].strip())
+    if config.api_key is None and not is_loopback(config.host):
+        empty = " (WHISPER_API_KEY is set but empty)" if "WHISPER_API_KEY" in environ else ""
+        raise ConfigError(
+            f"--host {config.host!r} listens beyond this machine and no API key is set{empty}: anyone who "
+            "reaches the port could use the server. Give a key (--api-key-file / WHISPER_API_KEY_FILE, or "
+            "WHISPER_API_KEY in a 0600 environment file), or listen on loopback only (--host 127.0.0.1)."
+        )
     return config
+
+
+def _allowed_hosts(value: object) -> tuple[str, ...]:
+    names = []
+    for given in _names(value):
+        name = host_name(given)
+        if not name:
+            raise ConfigError(f"--allowed-hosts / WHISPER_ALLOWED_HOSTS: {given!r} is not a host name or an address")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 def _names(value: object) -> list[str]:

@@ -1,13 +1,16 @@
-"""/health and /metrics: for people, probes and Prometheus. No key needed, no audio involved."""
+"""/health and /metrics: for people, probes and Prometheus. No audio involved.
+
+/health answers anyone with its status (a probe needs no key); the rest of it, the model's path, the
+GPU and the version, is for whoever has the key, and so is /metrics."""
 
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from whisper_server import __version__
+from whisper_server import __version__, auth
 
 ops = Blueprint("ops", __name__)
 
@@ -16,8 +19,22 @@ ops = Blueprint("ops", __name__)
 def health():
     state = current_app.extensions["whisper"]
     loaded = state.loaded
-    body = {
-        "status": "shutting_down" if state.draining.is_set() else "ready" if loaded else "loading",
+    status = "shutting_down" if state.draining.is_set() else "ready" if loaded else "loading"
+    if auth.has_key(state.config, request.headers.get("Authorization")):
+        body = _details(state, status)
+    else:
+        body = {"status": status}
+    response = jsonify(body)
+    if status != "ready":
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+def _details(state, status: str) -> dict:
+    loaded = state.loaded
+    return {
+        "status": status,
         "model": state.config.model,
         "model_ids": list(state.model_ids),
         "device": loaded.device if loaded else None,
@@ -32,14 +49,10 @@ def health():
         "warnings": list(state.warnings),
         "version": __version__,
     }
-    response = jsonify(body)
-    if not loaded or state.draining.is_set():
-        response.status_code = 503
-        response.headers["Retry-After"] = "5"
-    return response
 
 
 @ops.get("/metrics")
 def metrics():
+    auth.require_key(current_app.extensions["whisper"].config, request.headers.get("Authorization"))
     registry = current_app.extensions["whisper_metrics"].registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
