@@ -9,7 +9,9 @@ import hashlib
 import http.server
 import json
 import os
+import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -69,15 +71,18 @@ def audio(tmp_path, ogg):
     note.assert_untouched()
 
 
-def run(shell, *args, env=None, timeout=120):
+def run(shell, *args, env=None, timeout=120, umask=None):
+    """The script, with only the environment each test gives (None unsets a variable) and, when given,
+    that umask."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "WHISPER_"))}
     base["WHISPER_SKILL_CONFIG"] = "/nonexistent"  # only what each test gives
     return subprocess.run(
         [shell, str(SCRIPT), *map(str, args)],
         capture_output=True,
         text=True,
-        env={**base, **(env or {})},
+        env={k: v for k, v in {**base, **(env or {})}.items() if v is not None},
         timeout=timeout,
+        umask=-1 if umask is None else umask,
     )
 
 
@@ -130,12 +135,6 @@ def test_awkward_file_names(shell, server, tmp_path, ogg):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / 'voice note; "1", 2.txt').read_text().strip()
     note.assert_untouched()
-
-
-def test_openai_base_url_and_key(shell, server, audio):
-    env = {"OPENAI_BASE_URL": server.url + "/v1", "OPENAI_API_KEY": server.key}
-    result = run(shell, audio.path, env=env)
-    assert result.returncode == 0, result.stderr
 
 
 def test_installed_config_is_the_fallback(shell, server, audio, tmp_path_factory):
@@ -757,3 +756,131 @@ def test_a_leading_zero_is_decimal(shell, recorder, audio):
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and len(recorder.requests) == 1
     assert (audio.folder / "note.txt").read_text() == "Hello from the stub."
+
+
+# --- the config, and what happens without it -----------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["missing", "a folder", "unreadable", "under another HOME"])
+def test_no_usable_config_is_an_error_and_nothing_is_sent(shell, audio, tmp_path_factory, state):
+    """The skill run with another HOME, or before the playbook: an OPENAI_BASE_URL in the environment
+    (OpenClaw's, the cloud's) must not quietly get the audio."""
+    if state == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    folder = tmp_path_factory.mktemp("cfg")
+    config = folder / "client.env"
+    env = {"WHISPER_SKILL_CONFIG": str(config)}
+    if state == "a folder":
+        config.mkdir()
+    elif state == "unreadable":
+        config.write_text("WHISPER_API_URL=http://127.0.0.1:9/v1\n")
+        config.chmod(0)
+    elif state == "under another HOME":
+        config = folder / ".config" / "whisperlab" / "client.env"
+        env = {"WHISPER_SKILL_CONFIG": None, "HOME": str(folder), "XDG_CONFIG_HOME": None}
+    cloud = Recorder()
+    try:
+        result = run(shell, audio.path, env={**env, "OPENAI_BASE_URL": cloud.url, "OPENAI_API_KEY": "sk-real"})
+    finally:
+        cloud.close()
+    assert result.returncode == 1 and result.stdout == ""
+    assert cloud.requests == [], "the audio went to OPENAI_BASE_URL"
+    [line] = result.stderr.splitlines()
+    assert str(config) in line and "playbook" in line and "WHISPER_SKILL_CONFIG" in line, line
+    assert list(audio.folder.iterdir()) == [audio.path]
+
+
+def test_no_config_with_the_cloud_opted_in_goes_there_and_says_so(shell, audio):
+    cloud = Recorder()
+    try:
+        env = {"WHISPER_FALLBACK_OPENAI": "1", "WHISPER_FALLBACK_URL": cloud.url, "OPENAI_API_KEY": "sk-c"}
+        result = run(shell, audio.path, env=env)
+    finally:
+        cloud.close()
+    assert result.returncode == 0, result.stderr
+    assert [r["auth"] for r in cloud.requests] == ["Bearer sk-c"]
+    assert "/nonexistent" in result.stderr and "falling back to OpenAI's cloud" in result.stderr
+    assert (audio.folder / "note.txt").read_text() == "Hello from the stub."
+
+
+def test_the_config_is_where_the_role_writes_it_whatever_xdg_config_home_says(shell, recorder, audio, tmp_path):
+    home = tmp_path / "home"
+    (home / ".config" / "whisperlab").mkdir(parents=True)
+    (home / ".config" / "whisperlab" / "client.env").write_text(f"WHISPER_API_URL={recorder.url}\n")
+    env = {"WHISPER_SKILL_CONFIG": None, "HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    result = run(shell, audio.path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(recorder.requests) == 1
+
+
+# --- temporary files and the transcript's mode ---------------------------------------------------
+
+
+def _entries(*folders: Path) -> dict[Path, int]:
+    return {p: p.lstat().st_mode for folder in folders for p in folder.rglob("*")}
+
+
+def test_temporary_files_live_in_one_private_folder(shell, audio, tmp_path_factory):
+    """Seen while the request is in flight, under a umask of 022: one folder of mode 0700 (in /tmp a
+    predictable or readable name is anyone's to plant a link at, or to read), everything inside it
+    private, and all of it gone afterwards."""
+    scratch = tmp_path_factory.mktemp("scratch")  # TMPDIR
+    before = _entries(audio.folder, scratch)
+    seen = {}
+
+    def look(fields):
+        seen.update({p: m for p, m in _entries(audio.folder, scratch).items() if p not in before})
+        return _text_answer(fields)
+
+    stub = Recorder(answer=look)
+    try:
+        result = run(shell, audio.path, env={"WHISPER_API_URL": stub.url, "TMPDIR": str(scratch)}, umask=0o022)
+    finally:
+        stub.close()
+    assert result.returncode == 0, result.stderr
+    folders = [p for p, mode in seen.items() if stat.S_ISDIR(mode)]
+    assert len(folders) == 1, f"not one private folder: {sorted(map(str, seen))}"
+    [private] = folders
+    assert stat.S_IMODE(seen[private]) == 0o700
+    outside = [str(p) for p in seen if p != private and private not in p.parents]
+    assert outside == [], "temporary files outside the private folder"
+    assert {str(p): oct(stat.S_IMODE(m)) for p, m in seen.items() if stat.S_IMODE(m) & 0o077} == {}
+    assert _entries(scratch) == {} and not private.exists()
+    assert sorted(audio.folder.iterdir()) == [audio.path, audio.folder / "note.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_the_transcript_and_its_folders_follow_the_users_umask(shell, recorder, audio, umask):
+    """As the bundled script's curl -o would write them: the transcript is the user's file, not a
+    temporary one."""
+    default = run(shell, audio.path, env={"WHISPER_API_URL": recorder.url}, umask=umask)
+    target = audio.folder / "new" / "out.txt"
+    chosen = run(shell, audio.path, "--out", target, env={"WHISPER_API_URL": recorder.url}, umask=umask)
+    assert default.returncode == 0 and chosen.returncode == 0, default.stderr + chosen.stderr
+    assert stat.S_IMODE((audio.folder / "note.txt").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o777 & ~umask
+
+
+def test_a_run_stopped_midway_leaves_nothing_behind(shell, audio, tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("scratch")  # TMPDIR
+    arrived = threading.Event()
+
+    def slow(fields):
+        arrived.set()
+        time.sleep(2)
+        return _text_answer(fields)
+
+    stub = Recorder(answer=slow)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "WHISPER_"))}
+    env = {**base, "WHISPER_SKILL_CONFIG": "/nonexistent", "WHISPER_API_URL": stub.url, "TMPDIR": str(scratch)}
+    try:
+        script = subprocess.Popen([shell, str(SCRIPT), str(audio.path)], env=env, stderr=subprocess.PIPE)
+        assert arrived.wait(30), "no request arrived"
+        script.send_signal(signal.SIGTERM)
+        script.wait(30)
+    finally:
+        stub.close()
+    assert script.returncode != 0
+    assert _entries(scratch) == {}
+    assert list(audio.folder.iterdir()) == [audio.path]

@@ -65,3 +65,8 @@ def test_fingerprints_match_ssh_keygen(tmp_path, kind):
     assert plugin.fingerprint(line) == printed.stdout.split()[1]
     with pytest.raises(ValueError):
         plugin.fingerprint("not-a-key")
+
+
+def test_no_servers_leaves_just_the_markers():
+    # Ansible renders the block's template to None when there is no server to list.
+    assert place("Host *\n", None) == f"{BEGIN}\n{END}\nHost *\n"

@@ -17,8 +17,9 @@ import re
 _SCOPE = re.compile(r"^\s*(host|match|include)(\s|=)", re.IGNORECASE)
 
 
-def config_block(existing: str, block: str, begin: str, end: str) -> str:
-    """`existing` is the file's text ('' when there is none); returns the new text.
+def config_block(existing: str, block: str | None, begin: str, end: str) -> str:
+    """`existing` is the file's text ('' when there is none); returns the new text. An empty `block`
+    (no servers: Ansible renders an empty template as None) leaves just the markers.
 
     config_block(config_block(x, b, ...), b, ...) == config_block(x, b, ...): a second run changes nothing.
     """
@@ -35,7 +36,7 @@ def config_block(existing: str, block: str, begin: str, end: str) -> str:
                 inside = False
             continue
         kept.append(line)
-    ours = [begin, *block.rstrip("\n").splitlines(), end]
+    ours = [begin, *(block or "").rstrip("\n").splitlines(), end]
     at = next((i for i, line in enumerate(kept) if _SCOPE.match(line)), len(kept))
     new = kept[:at] + ours + kept[at:]
     return "\n".join(new) + "\n"

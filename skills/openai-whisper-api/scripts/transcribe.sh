@@ -7,6 +7,8 @@
 #   - An HTTP error is a failure (exit 1, one line on stderr, no transcript file), never written out
 #     as if it were the transcript.
 #   - The installed whisperlab config wins over an OPENAI_BASE_URL in the environment, and says so.
+#     Without a config it fails (exit 1, saying where it looked), never quietly using OPENAI_BASE_URL
+#     and OPENAI_API_KEY instead: the skill run with another HOME would send the audio to the cloud.
 #   - Several servers may be listed (one per GPU box): no connection, 429 or 503 moves on to the next.
 #   - A server that cannot be connected to is down, not busy: when none accepts a connection, it
 #     gives up after a short grace (WHISPER_CONNECT_GRACE), not after the whole WHISPER_TIMEOUT.
@@ -15,7 +17,9 @@
 #   - An extensionless input in a dotted folder gets a sibling output, not "<folder>/.txt".
 #
 # POSIX sh (macOS ships bash 3.2 and no jq): curl and POSIX utilities only. The audio file is only
-# ever read; the transcript is written to a temporary file beside the output and renamed into place.
+# ever read. Every temporary file lives in one private folder (mode 0700) beside the output, removed
+# on exit; the transcript is made there with your umask and renamed into place, so a failed run leaves
+# no partial file.
 set -eu
 
 usage() {
@@ -24,8 +28,8 @@ Usage:
   transcribe.sh <audio-file> [--model gpt-4o-transcribe] [--out /path/to/out.txt] [--language en] [--prompt "hint"] [--json]
 
 Servers: $WHISPER_API_URL (one URL, or several separated by spaces or commas, tried in order), else
-the installed whisperlab config (${WHISPER_SKILL_CONFIG:-~/.config/whisperlab/client.env}), else
-$OPENAI_BASE_URL (with /v1).
+the installed whisperlab config (${WHISPER_SKILL_CONFIG:-~/.config/whisperlab/client.env}); without
+one it fails. OpenAI's cloud only with WHISPER_FALLBACK_OPENAI=1, when no server can be reached.
 EOF
   exit 2
 }
@@ -93,10 +97,13 @@ case "$model" in
 esac
 
 # --- where to send it ----------------------------------------------------------------------------
-config=${WHISPER_SKILL_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/whisperlab/client.env}
+# Where the whisper_skill role writes it (not under XDG_CONFIG_HOME: the role does not read that).
+config=${WHISPER_SKILL_CONFIG:-${HOME:-}/.config/whisperlab/client.env}
+config_ok=0
+if [ -f "$config" ] && [ -r "$config" ]; then config_ok=1; fi
 
 config_value() {  # KEY: the value of KEY=value in the config file, if any (the file is never sourced)
-  [ -r "$config" ] || return 0
+  [ "$config_ok" = 1 ] || return 0
   sed -n "s/^$1=//p" "$config" | tail -n 1
 }
 
@@ -122,6 +129,9 @@ add_urls() {  # LIST [v1]
 }
 
 installed_url=$(config_value WHISPER_API_URL)
+fallback=${WHISPER_FALLBACK_OPENAI:-$(config_value WHISPER_FALLBACK_OPENAI)}
+key=""
+no_server=""  # why there is no local server to try, when there is none
 if [ -n "${WHISPER_API_URL:-}" ]; then
   add_urls "$WHISPER_API_URL" v1
   key=${WHISPER_API_KEY:-$(config_value WHISPER_API_KEY)}
@@ -138,13 +148,20 @@ elif [ -n "$installed_url" ]; then
         || say "using the whisperlab server $urls from $config, not OPENAI_BASE_URL ($OPENAI_BASE_URL); set WHISPER_API_URL to choose another"
       ;;
   esac
-elif [ -n "${OPENAI_BASE_URL:-}" ]; then
-  add_url "$OPENAI_BASE_URL"
-  key=${OPENAI_API_KEY:-}
 else
-  die "No server configured: set WHISPER_API_URL or OPENAI_BASE_URL, or install $config"
+  # No local server: an error, not OPENAI_BASE_URL and OPENAI_API_KEY (often the cloud's, set for
+  # OpenClaw), unless the user opted in to OpenAI's cloud.
+  if [ ! -e "$config" ]; then
+    no_server="no whisperlab config at $config"
+  elif [ "$config_ok" = 0 ]; then
+    no_server="the whisperlab config $config is not a file $(id -un 2>/dev/null || echo 'this user') can read"
+  else
+    no_server="the whisperlab config $config names no server (WHISPER_API_URL)"
+  fi
+  [ "$fallback" = 1 ] \
+    || die "$no_server: run the whisperlab playbook (playbooks/client.yml) again to install it, or set WHISPER_SKILL_CONFIG to its path; nothing was sent${OPENAI_BASE_URL:+ (OPENAI_BASE_URL is not used)}"
 fi
-[ -n "$urls" ] || die "No server configured: WHISPER_API_URL lists no URL"
+[ -n "$urls" ] || [ -n "$no_server" ] || die "No server configured: WHISPER_API_URL lists no URL"
 
 seconds() {  # NAME DEFAULT: sets value to NAME from the environment, else the config, else DEFAULT
   eval "value=\${$1:-}"
@@ -161,11 +178,12 @@ timeout=$value
 # How long no server accepting a connection is waited for: about a WSL restart (10 s), with room.
 seconds WHISPER_CONNECT_GRACE 15
 grace=$value
-fallback=${WHISPER_FALLBACK_OPENAI:-$(config_value WHISPER_FALLBACK_OPENAI)}
 fallback_url=${WHISPER_FALLBACK_URL:-https://api.openai.com/v1}
 fallback_key=${WHISPER_FALLBACK_API_KEY:-${OPENAI_API_KEY:-}}
 if [ "$fallback" = 1 ]; then
   valid_url "$fallback_url" || die "malformed WHISPER_FALLBACK_URL '$fallback_url'"
+  [ -z "$no_server" ] || [ -n "$fallback_key" ] \
+    || die "$no_server, and the OpenAI fallback has no key (OPENAI_API_KEY)"
 fi
 
 # --- output --------------------------------------------------------------------------------------
@@ -181,12 +199,20 @@ if [ -z "$out" ]; then
 fi
 [ ! -d "$out" ] || die "--out names a folder ($out); give a file path"
 outdir=$(dirname "$out")
-mkdir -p "$outdir"
-body=$(mktemp "$outdir/.transcribe.XXXXXX")
-headers=$(mktemp "${TMPDIR:-/tmp}/transcribe-headers.XXXXXX")
-trap 'rm -f "$body" "$body.text" "$headers" "$headers.err"' EXIT
+mkdir -p "$outdir"  # with the user's umask, as the bundled script's
+# Everything temporary goes in one folder only this user can enter, made fresh under a umask of 077
+# (a shared /tmp has no protection against a name planted in advance), beside the output so that the
+# transcript is renamed into place on the same file system. Only that folder is ever removed.
+user_umask=$(umask)
+umask 077
+tmp=""
+trap '[ -z "$tmp" ] || rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+tmp=$(mktemp -d "$outdir/.transcribe.XXXXXX") || die "cannot make a temporary folder in $outdir"
+body=$tmp/body
+headers=$tmp/headers
+curl_err=$tmp/curl.err
 
 # curl's -F reads ';' and ',' in a file name as options: quote the name, escaping '\' and '"'.
 quoted_in=$(printf '%s' "$in" | sed 's/[\\"]/\\&/g')
@@ -210,7 +236,7 @@ request() {  # base-url key max-seconds
       ${language:+--form-string "language=$language"} \
       ${prompt:+--form-string "prompt=$prompt"} \
       ${chunking:+--form-string "chunking_strategy=$chunking"} \
-      "$1/audio/transcriptions" 2>"$headers.err"
+      "$1/audio/transcriptions" 2>"$curl_err"
   ) || true
   status=${result% *}
   connects=${result#* }
@@ -271,7 +297,7 @@ send() {  # key url...
         429 | 503) this=$(retry_after); this=${this:-$delay}; why="HTTP $status ($(error_line))" ;;
         000)
           this=$delay
-          curl_said=$(tr '\n' ' ' <"$headers.err" | sed 's/^curl: ([0-9]*) //; s/ *$//')
+          curl_said=$(tr '\n' ' ' <"$curl_err" | sed 's/^curl: ([0-9]*) //; s/ *$//')
           if [ "$connects" = 0 ]; then
             why="cannot reach $base ($curl_said)"
             unconnected="$unconnected${unconnected:+, }$base ($curl_said)"
@@ -310,14 +336,17 @@ send() {  # key url...
   done
 }
 
-rc=0
-set -f
-# shellcheck disable=SC2086  # the list of URLs is meant to split (set -f: no globbing)
-send "$key" $urls || rc=$?
-set +f
+rc=3  # no local server reached (none to try counts as none reached)
+if [ -z "$no_server" ]; then
+  rc=0
+  set -f
+  # shellcheck disable=SC2086  # the list of URLs is meant to split (set -f: no globbing)
+  send "$key" $urls || rc=$?
+  set +f
+fi
 if [ "$rc" = 3 ] && [ "$fallback" = 1 ]; then
   [ -n "$fallback_key" ] || die "no local server could be reached, and the OpenAI fallback has no key (OPENAI_API_KEY)"
-  say "no local server could be reached: falling back to OpenAI's cloud ($fallback_url); this audio leaves your network"
+  say "${no_server:-no local server could be reached}: falling back to OpenAI's cloud ($fallback_url); this audio leaves your network"
   rc=0
   send "$fallback_key" "$fallback_url" || rc=$?
 fi
@@ -333,13 +362,16 @@ if [ "$response_format" = diarized_json ] && [ "$json_output" = 0 ]; then
       .filter((s) => typeof s.text === "string" && s.text.trim())
       .map((s) => (s.speaker ? s.speaker + ": " : "") + s.text.trim());
     fs.writeFileSync(process.argv[2], lines.length ? lines.join("\n") : String(reply.text));
-  ' "$body" "$body.text" || die "the server's diarized_json reply could not be read"
-  mv -f "$body.text" "$body"
+  ' "$body" "$tmp/text" || die "the server's diarized_json reply could not be read"
+  mv -f "$tmp/text" "$body"
 elif [ "$text_of_json" = 1 ]; then
   # The bundled script keeps the JSON's text, without a final newline: the same here.
   transcript=$(cat "$body")
   printf '%s' "$transcript" >"$body"
 fi
 
-mv -f "$body" "$out"
+# The transcript is the user's own file, not a temporary one: made with their umask, as the bundled
+# script's curl -o makes it, then renamed into place.
+(umask "$user_umask" && cat "$body" >"$tmp/transcript") || die "could not write the transcript in $outdir"
+mv -f "$tmp/transcript" "$out"
 printf '%s\n' "$out"
