@@ -298,6 +298,7 @@ def render_template(name: str, **overrides) -> str:
     values = {
         **{key: value for key, value in defaults.items() if not _templated(value)},
         "windows_wsl_ports": [8000, 2222],
+        "windows_wsl_portproxy_address": "192.168.1.50",
         "ansible_managed": "Ansible managed",
         **overrides,
     }
@@ -456,3 +457,170 @@ def test_a_misnamed_parameter_is_caught():
         "Distro is passed but not in param()",
         "Distribution is in param() but never passed",
     ]
+
+
+# --- issue 19: only what is needed ------------------------------------------------------------------
+
+
+def command_calls(script: str, name: str) -> list[dict[str, str]]:
+    """Every call of the command `name` in the script, as {'-parameter' (lower case): the text of its argument,
+    '' for a switch}, with positional arguments under '#0', '#1', ... (PowerShell's own parse, continuations
+    and all)."""
+    tree = POWERSHELL.parse(script.encode())
+    calls = []
+
+    def visit(node):
+        if node.type == "command":
+            # `& name` puts the name in a command_name_expr.
+            names = [child for child in node.children if child.type == "command_name"]
+            names += [grand for child in node.children if child.type == "command_name_expr" for grand in child.children]
+            names = [child for child in names if child.type == "command_name"]
+            if names and names[0].text.decode().lower() == name.lower():
+                call, parameter, position = {}, None, 0
+                for elements in (child for child in node.children if child.type == "command_elements"):
+                    for element in elements.children:
+                        if element.type == "command_argument_sep":
+                            continue
+                        if element.type == "command_parameter":
+                            parameter = element.text.decode().lower().rstrip(":")
+                            call[parameter] = ""
+                        elif parameter:
+                            call[parameter], parameter = element.text.decode(), None
+                        else:
+                            call[f"#{position}"], position = element.text.decode(), position + 1
+                calls.append(call)
+        for child in node.children:
+            visit(child)
+
+    visit(tree.root_node)
+    return calls
+
+
+def _script(name_part: str) -> tuple[str, dict]:
+    where, script, task = next(item for item in SCRIPTS if name_part in item[0])
+    return script, task["ansible.windows.win_powershell"]
+
+
+def _main_tasks() -> list[tuple[str, dict]]:
+    return [(where, task) for where, task in TASKS if where.startswith("tasks/main.yml: ")]
+
+
+def test_the_command_reader_reads_powershell_calls():
+    script = "New-Thing -Name $N `\n  -Profiles ($P -join ',') -Enabled True -Force x | Out-Null\n& netsh.exe a b=c"
+    assert command_calls(script, "new-thing") == [
+        {"-name": "$N", "-profiles": "($P -join ',')", "-enabled": "True", "-force": "x"}
+    ]
+    assert command_calls(script, "netsh.exe") == [{"#0": "a", "#1": "b=c"}]
+
+
+def test_the_hyper_v_rule_is_scoped_to_the_lan_and_to_private_profiles():
+    """Before issue 19 the rule had no -Profiles and no -RemoteAddresses: open on public Wi-Fi, from anywhere."""
+    script, args = _script("through the Hyper-V firewall")
+    [call] = command_calls(script, "New-NetFirewallHyperVRule")
+    assert "$Profiles" in call["-profiles"] and call["-remoteaddresses"] == "$RemoteAddresses"
+    assert call["-direction"] == "Inbound" and call["-action"] == "Allow" and call["-enabled"] == "True"
+    assert call["-protocol"] == "TCP" and call["-localports"] == "$Port" and call["-vmcreatorid"] == "$Creator"
+    parameters = args["parameters"]
+    assert parameters["Profiles"] == "{{ windows_wsl_firewall_profiles }}"
+    assert parameters["RemoteAddresses"] == "{{ windows_wsl_allowed_remote_addresses }}"
+    # The rules made are the ones the controller's comparison found missing or different (that comparison,
+    # profiles and remote addresses included, is tested in test_windows_preflight.py).
+    assert parameters["Ports"] == "{{ windows_wsl_hyperv_fix }}"
+    # A rule that differs is removed before it is made again (Set-NetFirewallHyperVRule lacks -Profiles in
+    # some of its documented syntaxes).
+    assert script.index("Remove-NetFirewallHyperVRule") < script.index("New-NetFirewallHyperVRule")
+
+
+def test_the_probe_reads_what_the_comparison_needs_of_each_rule():
+    script, _ = _script("Look at the PC")
+    rules = script[script.index("Get-NetFirewallHyperVRule") : script.index("$FirewallRules =")]
+    for key, prop in [
+        ("profiles", "Profiles"),
+        ("remote_addresses", "RemoteAddresses"),
+        ("local_ports", "LocalPorts"),
+        ("enabled", "Enabled"),
+        ("action", "Action"),
+        ("direction", "Direction"),
+        ("protocol", "Protocol"),
+        ("vm_creator_id", "VMCreatorId"),
+    ]:
+        assert re.search(rf"\b{key} = .*\$_\.{prop}\b", rules), key
+    assert "addresses = $Addresses" in script and "connected_address = $Connected" in script
+
+
+def test_the_nat_rule_is_scoped_to_the_lan_and_to_private_profiles():
+    [task] = [task for where, task in _main_tasks() if "through Windows Defender Firewall" in where]
+    args = task["community.windows.win_firewall_rule"]
+    assert args["profiles"] == "{{ windows_wsl_firewall_profiles }}"
+    assert args["remoteip"] == "{{ windows_wsl_allowed_remote_addresses | join(',') }}"
+
+
+def _portproxy_adds(script: str) -> list[dict[str, str]]:
+    return [call for call in command_calls(script, "netsh.exe") if {"portproxy", "add"} <= set(call.values())]
+
+
+def test_no_portproxy_listens_on_every_address():
+    """The NAT portproxy listened on 0.0.0.0: on every network the PC joins. It listens on the LAN address."""
+    scripts = [script for _, script, _ in SCRIPTS] + [
+        render_template(
+            "wsl-keepalive.ps1.j2", windows_wsl_networking_mode="nat", windows_wsl_portproxy_address="10.1.2.3"
+        )
+    ]
+    adds = [call for script in scripts for call in _portproxy_adds(script)]
+    assert len(adds) == 2  # the role's task and the keep-alive
+    for call in adds:
+        assert "listenaddress=$ListenAddress" in call.values(), call
+    for script in scripts:
+        assert "0.0.0.0" not in "\n".join(
+            line for line in script.splitlines() if "portproxy add" in line or "listenaddress=" in line
+        )
+    keepalive = scripts[-1]
+    assert "$ListenAddress = '10.1.2.3'" in keepalive
+    _, args = _script("Point the portproxy at WSL")
+    assert args["parameters"]["ListenAddress"] == "{{ windows_wsl_portproxy_address }}"
+
+
+def _module_tasks(module: str) -> list[tuple[int, dict]]:
+    return [(index, task[module]) for index, (_, task) in enumerate(_main_tasks()) if module in task]
+
+
+def test_the_script_folder_is_locked_down_before_the_script_is_written():
+    """C:\\ProgramData lets any user create a folder there, own it, and so swap the script that runs at boot
+    with highest privileges: the folder gets an explicit ACL, and Administrators own it, first."""
+    tasks = _main_tasks()
+    [(template, _)] = _module_tasks("ansible.windows.win_template")
+    [(create, _)] = [item for item in _module_tasks("ansible.windows.win_file") if item[1]["state"] == "directory"]
+    owners = _module_tasks("ansible.windows.win_owner")
+    [(folder_owner, _)] = [item for item in owners if item[1]["path"] == "{{ windows_wsl_script_dir }}"]
+    [(script_owner, _)] = [item for item in owners if item[1]["path"] == "{{ windows_wsl_script }}"]
+    assert all(item[1]["user"] == "S-1-5-32-544" for item in owners)  # Administrators, by SID: any language
+    [(inheritance, args)] = _module_tasks("ansible.windows.win_acl_inheritance")
+    assert args == {"path": "{{ windows_wsl_script_dir }}", "state": "absent", "reorganize": False}
+    [(acl, args)] = _module_tasks("ansible.windows.win_acl")
+    entries = tasks[acl][1]["loop"]
+    assert sorted((entry["user"], entry["rights"]) for entry in entries) == [
+        ("S-1-5-18", "FullControl"),  # SYSTEM
+        ("S-1-5-32-544", "FullControl"),  # Administrators
+        ("{{ windows_wsl_task_user }}", "ReadAndExecute"),  # runs it, cannot change it
+    ]
+    assert args["type"] == "allow" and args["path"] == "{{ windows_wsl_script_dir }}"
+    assert args["user"] == "{{ item.user }}" and args["rights"] == "{{ item.rights }}"
+    # The look at what is there comes first (links, and a folder someone else made), then the folder is made,
+    # owned, cut off from C:\ProgramData's ACL and given its own, and only then is the script written into it
+    # and handed to Administrators too.
+    guard = next(index for index, (where, _) in enumerate(tasks) if "Take the script folder back" in where)
+    assert guard < create < folder_owner < inheritance < acl < template < script_owner
+
+
+def test_the_folder_check_removes_links_and_moves_aside_what_someone_else_made():
+    script, args = _script("Take the script folder back")
+    assert args["parameters"] == {
+        "Path": "{{ windows_wsl_script_dir }}",
+        "Script": "{{ windows_wsl_script }}",
+        "User": "{{ windows_wsl_task_user }}",
+    }
+    assert "ReparsePoint" in script  # a junction or link: the link goes, never what it points to
+    assert "[IO.Directory]::Delete($Item.FullName, $false)" in script  # not recursive: the link alone
+    assert "S-1-5-32-544" in script and "S-1-5-18" in script  # the owners trusted as they are
+    assert "untrusted-" in script  # what someone else made is moved aside, unopened
+    assert "RemoveAccessRuleSpecific" in script  # grants nobody asked for are dropped

@@ -9,7 +9,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from windows_probe import READY_PC
+from windows_probe import READY_PC, WSL_CREATOR, hyperv_rule
 
 PLUGIN = Path(__file__).resolve().parents[2] / "roles" / "windows_wsl" / "filter_plugins" / "preflight.py"
 spec = importlib.util.spec_from_file_location("preflight", PLUGIN)
@@ -22,7 +22,7 @@ HEALTHY = {**READY_PC, "distributions": ["Ubuntu-24.04", "docker-desktop"]}
 
 def problems(mode="mirrored", ports=(8000, 2222), boot_check=False, **probe):
     return preflight.windows_wsl_preflight(
-        {**HEALTHY, **probe}, mode, "Ubuntu-24.04", list(ports), "gpu-pc", boot_check
+        {**HEALTHY, **probe}, mode, "Ubuntu-24.04", list(ports), "gpu-pc", boot_check, "192.168.1.50"
     )
 
 
@@ -72,7 +72,7 @@ def test_no_wsl_at_all():
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
-    [("mirrored", "WSL shares the PC's address"), ("nat", "a portproxy on 0.0.0.0:22 cannot forward it")],
+    [("mirrored", "WSL shares the PC's address"), ("nat", "a portproxy on the PC's port 22 cannot forward it")],
 )
 def test_wsl_sshd_on_windows_own_ssh_port_is_stopped(mode, expected):
     [message] = problems(mode, ports=(8000, 22))
@@ -97,30 +97,39 @@ def test_the_boot_check_needs_sshd_to_start_on_its_own():
     assert problems(boot_check=False, sshd_start="Manual") == []
 
 
-def stale(mode, ports=(8000, 2222), **probe):
-    return preflight.windows_wsl_cleanup({**HEALTHY, **probe}, mode, list(ports))
+def stale(mode, ports=(8000, 2222), listen="192.168.1.50", **probe):
+    return preflight.windows_wsl_cleanup({**HEALTHY, **probe}, mode, list(ports), listen)
+
+
+def at(*pairs):
+    return [{"address": address, "port": port} for address, port in pairs]
 
 
 def test_nat_to_mirrored_removes_the_portproxy_and_defender_rules():
     found = stale(
         "mirrored",
         firewall_rules=["whisperlab WSL port 2222", "whisperlab WSL port 8000"],
-        portproxy=[proxy(8000), proxy(2222), proxy(3389, to="10.0.0.5"), proxy(8000, address="127.0.0.1")],
+        portproxy=[
+            proxy(8000),
+            proxy(2222, address="192.168.1.50"),
+            proxy(3389, to="10.0.0.5"),
+            proxy(8000, address="127.0.0.1"),
+        ],
     )
     # The listeners that would keep the server and WSL's sshd from binding go; the user's own stay.
     assert found == {
         "hyperv_rules": [],
         "firewall_rules": ["whisperlab WSL port 2222", "whisperlab WSL port 8000"],
-        "portproxy_ports": [2222, 8000],
+        "portproxy": at(("192.168.1.50", 2222), ("0.0.0.0", 8000)),
     }
 
 
 def test_mirrored_to_nat_removes_the_hyper_v_rules_only():
-    found = stale("nat", hyperv_rules=["whisperlab-wsl-8000", "whisperlab-wsl-2222"], portproxy=[proxy(8000)])
+    found = stale("nat", hyperv_rules=[hyperv_rule(8000), hyperv_rule(2222)], portproxy=[proxy(8000, "192.168.1.50")])
     assert found == {
         "hyperv_rules": ["whisperlab-wsl-2222", "whisperlab-wsl-8000"],
         "firewall_rules": [],
-        "portproxy_ports": [],
+        "portproxy": [],
     }
 
 
@@ -129,17 +138,138 @@ def test_a_port_no_longer_forwarded_is_removed_in_its_own_mode():
         "nat",
         ports=(8010, 2222),
         firewall_rules=["whisperlab WSL port 8000", "whisperlab WSL port 8010"],
-        portproxy=[proxy(8000), proxy(8010), proxy(2222), proxy(9000)],
-        portproxy_record=[8000, 2222],
+        portproxy=[proxy(8000, "192.168.1.50"), proxy(8010, "192.168.1.50"), proxy(2222, "192.168.1.50"), proxy(9000)],
+        portproxy_record=["192.168.1.50 8000", "192.168.1.50 2222"],
     )
     # 8000 was recorded as ours; 9000 never was, so it is the user's.
-    assert found == {"hyperv_rules": [], "firewall_rules": ["whisperlab WSL port 8000"], "portproxy_ports": [8000]}
-    found = stale("mirrored", ports=(8010,), hyperv_rules=["whisperlab-wsl-8000", "whisperlab-wsl-8010"])
+    assert found == {
+        "hyperv_rules": [],
+        "firewall_rules": ["whisperlab WSL port 8000"],
+        "portproxy": at(("192.168.1.50", 8000)),
+    }
+    found = stale("mirrored", ports=(8010,), hyperv_rules=[hyperv_rule(8000), hyperv_rule(8010)])
     assert found["hyperv_rules"] == ["whisperlab-wsl-8000"]
 
 
 def test_nothing_is_removed_when_nothing_is_left_over():
-    empty = {"hyperv_rules": [], "firewall_rules": [], "portproxy_ports": []}
-    assert stale("mirrored", hyperv_rules=["whisperlab-wsl-8000", "whisperlab-wsl-2222"]) == empty
-    assert stale("nat", firewall_rules=["whisperlab WSL port 8000"], portproxy=[proxy(8000), proxy(2222)]) == empty
-    assert preflight.windows_wsl_cleanup(None, "nat", [8000]) == empty
+    empty = {"hyperv_rules": [], "firewall_rules": [], "portproxy": []}
+    assert stale("mirrored", hyperv_rules=[hyperv_rule(8000), hyperv_rule(2222)]) == empty
+    assert stale("nat", firewall_rules=["whisperlab WSL port 8000"], portproxy=[proxy(8000, "192.168.1.50")]) == empty
+    assert preflight.windows_wsl_cleanup(None, "nat", [8000], "192.168.1.50") == empty
+
+
+# --- issue 19: only the LAN, only on private networks, only the LAN address --------------------------
+
+
+def test_an_older_runs_listener_on_every_address_goes_in_nat_mode_too():
+    """Earlier runs listened on 0.0.0.0 (and wrote bare ports in the record): NAT mode now listens on the
+    PC's LAN address only, so those go, and so does one on an address the PC no longer uses."""
+    found = stale(
+        "nat",
+        portproxy=[proxy(8000), proxy(2222), proxy(2222, "192.168.1.50"), proxy(8000, "192.168.1.77")],
+        portproxy_record=[8000, 2222, "192.168.1.77 8000"],
+    )
+    assert found["portproxy"] == at(("0.0.0.0", 2222), ("0.0.0.0", 8000), ("192.168.1.77", 8000))
+
+
+LAN = ["LocalSubnet"]
+PRIVATE = ["private", "domain"]
+
+
+def fix(rules, ports=(8000, 2222), profiles=PRIVATE, remotes=LAN):
+    probe = {**HEALTHY, "hyperv_rules": rules}
+    return preflight.windows_wsl_hyperv_fix(probe, list(ports), list(profiles), list(remotes), WSL_CREATOR)
+
+
+def test_a_hyper_v_rule_as_the_role_makes_it_is_left_alone():
+    assert fix([hyperv_rule(8000), hyperv_rule(2222)]) == []
+    # However Windows writes the same thing back: profile order and case, the profiles as a number, a
+    # subnet with a mask, the creator id without braces.
+    same = hyperv_rule(
+        8000,
+        profiles="Private, Domain",
+        remote_addresses=["192.168.1.0/255.255.255.0", "localsubnet"],
+        vm_creator_id=WSL_CREATOR.strip("{}").lower(),
+    )
+    assert fix([same], ports=(8000,), remotes=["LocalSubnet", "192.168.1.0/24"]) == []
+    assert fix([hyperv_rule(8000, profiles="3")], ports=(8000,)) == []
+    assert fix([hyperv_rule(8000, protocol="6")], ports=(8000,)) == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"profiles": "Any"},  # open on public Wi-Fi too: what the role made before issue 19
+        {"profiles": "Domain, Private, Public"},
+        {"profiles": "Private"},
+        {"profiles": "0"},
+        {"remote_addresses": ["Any"]},  # from anywhere: what the role made before
+        {"remote_addresses": []},
+        {"remote_addresses": ["LocalSubnet", "10.0.0.0/8"]},
+        {"enabled": "False"},
+        {"action": "Block"},
+        {"direction": "Outbound"},
+        {"local_ports": ["8001"]},
+        {"protocol": "UDP"},
+        {"vm_creator_id": "{00000000-0000-0000-0000-000000000000}"},
+    ],
+)
+def test_a_hyper_v_rule_that_differs_is_made_again(changes):
+    assert fix([hyperv_rule(8000, **changes), hyperv_rule(2222)]) == [8000]
+
+
+def test_a_missing_hyper_v_rule_is_made():
+    assert fix([hyperv_rule(2222)]) == [8000]
+    assert fix([]) == [8000, 2222]
+    assert preflight.windows_wsl_hyperv_fix(None, [8000], PRIVATE, LAN, WSL_CREATOR) == [8000]
+
+
+def test_other_scopes_are_compared_as_asked():
+    rule = hyperv_rule(8000, remote_addresses=["192.168.1.60", "192.168.1.61-192.168.1.70"], profiles="Private")
+    assert (
+        fix([rule], ports=(8000,), profiles=["Private"], remotes=["192.168.1.60/32", "192.168.1.61-192.168.1.70"]) == []
+    )
+    assert fix([rule], ports=(8000,), profiles=["private"], remotes=["192.168.1.60"]) == [8000]
+
+
+def scoped(mode="nat", listen="192.168.1.50", profiles=PRIVATE, remotes=LAN, **probe):
+    return preflight.windows_wsl_preflight(
+        {**HEALTHY, **probe},
+        mode,
+        "Ubuntu-24.04",
+        [8000, 2222],
+        "gpu-pc",
+        False,
+        listen_address=listen,
+        profiles=list(profiles),
+        remote_addresses=list(remotes),
+    )
+
+
+def test_the_lan_address_and_the_scopes_pass_when_they_fit_this_pc():
+    assert scoped() == []
+    assert scoped("mirrored", listen="") == []  # mirrored mode has no portproxy
+    assert scoped(remotes=["192.168.1.0/24", "LocalSubnet4", "fd00::/8", "10.0.0.1-10.0.0.9"]) == []
+
+
+def test_nat_mode_needs_a_lan_address_of_this_pc():
+    [message] = scoped(listen="")
+    assert "windows_wsl_listen_address" in message
+    [message] = scoped(listen="192.168.1.99")
+    assert "192.168.1.99 is not an address of this PC" in message and "192.168.1.50" in message
+    assert "windows_wsl_listen_address" in message
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ({"profiles": ["private", "home"]}, "'home' is not a firewall profile"),
+        ({"profiles": []}, "windows_wsl_firewall_profiles is empty"),
+        ({"remotes": []}, "windows_wsl_allowed_remote_addresses is empty"),
+        ({"remotes": ["LocalSubnet", "the-lan"]}, "'the-lan' is not"),
+        ({"remotes": ["192.168.1.300/24"]}, "'192.168.1.300/24' is not"),
+    ],
+)
+def test_a_scope_windows_would_refuse_is_stopped_first(scope, expected):
+    [message] = scoped("mirrored", **scope)
+    assert expected in message

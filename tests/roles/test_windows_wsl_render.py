@@ -18,6 +18,7 @@ import pytest
 from ansible_run import run_playbook
 from test_windows_contract import powershell_errors
 from windows_probe import READY_PC as PROBE
+from windows_probe import hyperv_rule
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "windows_wsl"
@@ -57,7 +58,9 @@ PLAY = """
         content: >-
           {{ {'host': windows_wsl_host, 'ports': windows_wsl_ports, 'settings': windows_wsl_settings,
               'merged': users | windows_wsl_merge(windows_wsl_settings), 'problems': windows_wsl_problems,
-              'stale': windows_wsl_stale, 'logon_type': windows_wsl_logon_type, 'wsl': windows_wsl_exe} | to_json }}
+              'stale': windows_wsl_stale, 'logon_type': windows_wsl_logon_type, 'wsl': windows_wsl_exe,
+              'listen': windows_wsl_portproxy_address, 'hyperv_fix': windows_wsl_hyperv_fix,
+              'remotes': windows_wsl_allowed_remote_addresses, 'profiles': windows_wsl_firewall_profiles} | to_json }}
 """
 
 
@@ -91,7 +94,7 @@ def test_mirrored_defaults(tmp_path):
     assert "--exec /bin/sleep infinity" in script
     assert "portproxy" not in script  # mirrored mode needs none
     assert decisions["problems"] == []
-    assert decisions["stale"] == {"hyperv_rules": [], "firewall_rules": [], "portproxy_ports": []}
+    assert decisions["stale"] == {"hyperv_rules": [], "firewall_rules": [], "portproxy": []}
     assert decisions["logon_type"] == "s4u"  # no password given
     assert decisions["wsl"] == "C:\\Program Files\\WSL\\wsl.exe"  # the probe's pick, which the handlers use
     assert powershell_errors(script) == []
@@ -109,9 +112,12 @@ def test_nat_mode_keeps_the_portproxy_current(tmp_path):
     assert "$Ports = @(8010, 2222)" in script
     joined = re.sub(r"\s*`\n\s*", " ", script)  # PowerShell's line continuations
     assert (
-        "portproxy add v4tov4 listenport=$Port listenaddress=0.0.0.0 connectport=$Port connectaddress=$Address"
+        "portproxy add v4tov4 listenport=$Port listenaddress=$ListenAddress connectport=$Port connectaddress=$Address"
         in joined
     )
+    # On the PC's LAN address, the WSL host's (where the clients and Ansible reach it), not on 0.0.0.0.
+    assert decisions["listen"] == "192.168.1.50"
+    assert "$ListenAddress = '192.168.1.50'" in script and "0.0.0.0" not in script
     # The portproxy follows WSL's address each time the loop starts the distribution, before attaching.
     loop = script[script.index("while ($true)") :]
     assert loop.index("Update-PortProxy") < loop.index("sleep infinity")
@@ -162,19 +168,59 @@ def test_switching_from_nat_to_mirrored_removes_the_nat_state(tmp_path):
     assert decisions["stale"] == {
         "hyperv_rules": [],
         "firewall_rules": ["whisperlab WSL port 2222", "whisperlab WSL port 8010"],
-        "portproxy_ports": [2222, 8010],  # 3389 is not whisperlab's
+        "portproxy": [{"address": "0.0.0.0", "port": 2222}, {"address": "0.0.0.0", "port": 8010}],  # 3389: not ours
     }
 
 
 def test_switching_from_mirrored_to_nat_removes_the_hyper_v_rules(tmp_path):
     decisions, _ = render(
         tmp_path,
-        probe={"hyperv_rules": ["whisperlab-wsl-8010", "whisperlab-wsl-2222"]},
+        probe={"hyperv_rules": [hyperv_rule(8010), hyperv_rule(2222)]},
         windows_wsl_networking_mode="nat",
         windows_wsl_task_password="from-vault",  # noqa: S106 (a made-up one)
     )
     assert decisions["stale"]["hyperv_rules"] == ["whisperlab-wsl-2222", "whisperlab-wsl-8010"]
     assert decisions["logon_type"] == "password"
+
+
+def test_the_hyper_v_rules_are_made_for_the_lan_on_private_networks(tmp_path):
+    """Issue 19: a rule open to every profile and address (what the role made before) is made again."""
+    decisions, _ = render(tmp_path)
+    assert decisions["remotes"] == ["LocalSubnet"] and decisions["profiles"] == ["private", "domain"]
+    assert decisions["hyperv_fix"] == [8010, 2222]  # none there yet
+    old = hyperv_rule(8010, profiles="Any", remote_addresses=["Any"])
+    decisions, _ = render(tmp_path, probe={"hyperv_rules": [old, hyperv_rule(2222)]})
+    assert decisions["hyperv_fix"] == [8010]
+    subnet = ["192.168.1.0/255.255.255.0"]  # how Windows may write 192.168.1.0/24 back
+    decisions, _ = render(
+        tmp_path,
+        probe={"hyperv_rules": [hyperv_rule(port, remote_addresses=subnet) for port in (8010, 2222)]},
+        windows_wsl_allowed_remote_addresses=["192.168.1.0/24"],
+    )
+    assert decisions["hyperv_fix"] == []
+
+
+@pytest.mark.parametrize(
+    ("hosts", "probe", "expected"),
+    [
+        ({}, {}, "192.168.1.50"),  # the WSL host's address
+        ({"gpu-b": "wsl-box.lan", "pc": "192.168.1.51"}, {}, "192.168.1.51"),  # else the PC's own
+        ({"gpu-b": "wsl-box.lan"}, {"connected_address": "192.168.1.52"}, "192.168.1.52"),  # else found there
+    ],
+)
+def test_the_portproxy_listens_on_the_address_the_lan_uses(tmp_path, hosts, probe, expected):
+    hostvars = {"gpu-b": {"ansible_host": hosts.get("gpu-b", "192.168.1.50")}}
+    if "pc" in hosts:
+        hostvars["pc"] = {"ansible_host": hosts["pc"]}
+    (tmp_path / "host_vars").mkdir()
+    for host, values in hostvars.items():
+        (tmp_path / "host_vars" / f"{host}.yml").write_text(json.dumps(values))
+    decisions, script = render(tmp_path, probe=probe, windows_wsl_networking_mode="nat")
+    assert decisions["listen"] == expected
+    assert f"$ListenAddress = '{expected}'" in script
+    decisions, _ = render(tmp_path, windows_wsl_networking_mode="nat", windows_wsl_listen_address="10.9.8.7")
+    assert decisions["listen"] == "10.9.8.7"
+    assert any("10.9.8.7 is not an address of this PC" in problem for problem in decisions["problems"])
 
 
 @pytest.mark.parametrize("mode", ["bridged", ""])
