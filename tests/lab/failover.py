@@ -137,26 +137,8 @@ def test_every_server_stopped_the_skill_fails_within_the_grace(servers):
         mac(f"rm -rf {WORK}")
 
 
-# A stand-in for a busy server: every request gets OpenAI's 429, and the Authorization header it carried
-# is logged, so the test sees exactly which keys reached the LAN.
-BUSY = """
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        with open(sys.argv[2], "a") as log:
-            log.write(str(self.headers.get("Authorization")) + "\\n")
-        body = b'{"error": {"message": "busy", "type": "rate_limit_exceeded", "param": null, "code": null}}'
-        self.send_response(429)
-        self.send_header("Retry-After", "1")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
-"""
+# A busy server: every request gets a 429, and the Authorization header it carried is logged.
+STANDIN = (Path(__file__).parent / "standin.py").read_text()
 MARKERS = ("sk-MARKER-openai-api-key", "sk-MARKER-openai-api-keys", "sk-MARKER-openai-api-key-x")
 
 
@@ -169,10 +151,10 @@ def test_every_server_busy_the_users_openai_keys_never_reach_the_lan(servers):
     for server in servers:
         assert server["host"].run(f"{server['systemctl']} stop whisper.service").rc == 0
         server["host"].run("rm -f /tmp/whisperlab-busy.log")
-        assert server["host"].run("cat > /tmp/whisperlab-busy.py <<'PY'\n" + BUSY + "\nPY").rc == 0
+        assert server["host"].run("cat > /tmp/whisperlab-busy.py <<'PY'\n" + STANDIN + "\nPY").rc == 0
         port = server["url"].rsplit(":", 1)[1]
         started = server["host"].run(
-            f"setsid python3 /tmp/whisperlab-busy.py {port} /tmp/whisperlab-busy.log </dev/null >/dev/null 2>&1 &"
+            f"setsid python3 /tmp/whisperlab-busy.py {port} 429 /tmp/whisperlab-busy.log </dev/null >/dev/null 2>&1 &"
         )
         assert started.rc == 0
     try:
@@ -196,7 +178,7 @@ def test_every_server_busy_the_users_openai_keys_never_reach_the_lan(servers):
             seen = server["host"].run("cat /tmp/whisperlab-busy.log").stdout.split("\n")
             seen = [line for line in seen if line]
             # Counted, never printed: the lines hold whisperlab's key.
-            ours = sum(line == f"Bearer {key}" for line in seen)
+            ours = sum(line.split(" ", 2)[2] == f"Bearer {key}" for line in seen)
             leaked = [marker for marker in MARKERS if any(marker in line for line in seen)]
             print(f"{server['url']}: {len(seen)} requests, {ours} with whisperlab's key, markers seen: {leaked}")
             assert seen, f"{server['url']} got no request"

@@ -251,23 +251,7 @@ def test_an_older_install_is_taken_apart(tmp_path):
     assert reply["provider"] == "senseaudio"
 
 
-CHAT_STANDIN = """
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        with open(sys.argv[2], "a") as log:
-            log.write(self.path + " " + str(self.headers.get("Authorization")) + "\\n")
-        body = b'{"error": {"message": "stand-in", "type": "invalid_request_error"}}'
-        self.send_response(400)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
+STANDIN = (Path(__file__).parent / "standin.py").read_text()
 
 
 def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path):
@@ -291,8 +275,8 @@ def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path
         json.loads(mac(in_state(env, "openclaw config get models.providers.openai --json")).stdout)["baseUrl"]
         == (users_openai["baseUrl"])
     )
-    mac(f"cat > {base}/chat.py", stdin=CHAT_STANDIN.encode())
-    mac(f"setsid python3 {base}/chat.py 18099 {base}/chat.log </dev/null >/dev/null 2>&1 & sleep 1")
+    mac(f"cat > {base}/chat.py", stdin=STANDIN.encode())
+    mac(f"setsid python3 {base}/chat.py 18099 400 {base}/chat.log </dev/null >/dev/null 2>&1 & sleep 1")
     try:
         chat = mac(
             in_state(
@@ -305,9 +289,15 @@ def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path
         print(chat.stdout.decode()[-2000:], chat.stderr.decode()[-2000:])
         log = mac(f"cat {base}/chat.log").stdout.decode()
         assert "Bearer sk-users-env-only-key" in log, log
-        assert set(log.split()) <= {"/v1/chat/completions", "/v1/responses", "Bearer", "sk-users-env-only-key"}, log
+        assert set(log.split()) <= {
+            "POST",
+            "/v1/chat/completions",
+            "/v1/responses",
+            "Bearer",
+            "sk-users-env-only-key",
+        }, log
     finally:
-        mac(f"pkill -f {base}/chat.py", check=False)
+        mac("pkill -f 'whisperlab-state-envonly/chat[.]py'", check=False)
     # And its voice notes still go to the LAN server, with whisperlab's key.
     reply = json.loads(mac(in_state(env, f"openclaw infer audio transcribe --file {note} --json")).stdout)
     assert reply["provider"] == "senseaudio"

@@ -6,7 +6,9 @@ lifted. A wrong key and an unknown name get their own diagnoses."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
 GROUP = "clients"
 
@@ -57,28 +59,15 @@ def test_a_wrong_key_and_an_unknown_name_get_their_diagnoses(host, run_role, tmp
     assert "does not resolve on this client" in out
 
 
-OPEN_SERVER = """
-import http.server, json, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"status": "ready"} if self.path == "/health" else {"object": "list", "data": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
-"""
+STANDIN = Path(__file__).parent / "standin.py"
 
 
 def test_a_server_that_answers_without_a_key_fails_the_check(run_role, tmp_path):
     """Auth off on the LAN is a failure, not a pass: lan_check also asks without the key and wants 401."""
-    script = tmp_path / "open_server.py"
-    script.write_text(OPEN_SERVER)
-    port = 18777
-    server = subprocess.Popen(["ip", "netns", "exec", "wl-wsl", "python3", str(script), str(port)])
+    port, body = 18777, json.dumps({"status": "ready", "object": "list", "data": []})
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", "wl-wsl", "python3", str(STANDIN), str(port), "200", str(tmp_path / "log"), body]
+    )
     try:
         open_one = [{"alias": "wsl.home", "port": port}]
         out = run_role("clients", "lan_check", expect_failure=True, lan_check_servers=open_one)

@@ -78,6 +78,11 @@ def _own_order(profiles: list[dict[str, Any]]) -> list[str]:
     return [p["id"] for p in ranked]
 
 
+def _stop(reason: str) -> dict[str, Any]:
+    """A plan that changes nothing and says why."""
+    return {"batch": [], "sets": [], "unsets": [], "logout": "", "conflict": reason}
+
+
 def openclaw_plan(
     current: dict[str, Any],
     urls: list[str],
@@ -105,44 +110,26 @@ def openclaw_plan(
 
     block_now = providers.get(provider)
     if block_now is not None and not _same(block_now.get("apiKey"), ref):
-        return {
-            "batch": [],
-            "sets": [],
-            "unsets": [],
-            "logout": "",
-            "conflict": (
-                f"models.providers.{provider} is already configured, and not by whisperlab (its apiKey is not "
-                f"the whisperlab file reference). whisperlab sends voice notes through OpenClaw's bundled "
-                f"{provider} provider, pointed at your LAN servers, so it would take that provider over. "
-                f"Nothing was changed."
-            ),
-        }
+        return _stop(
+            f"models.providers.{provider} is already configured, and not by whisperlab (its apiKey is not "
+            f"the whisperlab file reference). whisperlab sends voice notes through OpenClaw's bundled "
+            f"{provider} provider, pointed at your LAN servers, so it would take that provider over. "
+            f"Nothing was changed."
+        )
     secret_now = secrets.get(secret_provider)
     secret_wanted = {"source": "file", "path": key_path, "mode": "singleValue"}
     if secret_now is not None and not _same(secret_now.get("source"), "file"):
-        return {
-            "batch": [],
-            "sets": [],
-            "unsets": [],
-            "logout": "",
-            "conflict": (
-                f"secrets.providers.{secret_provider} exists and is not whisperlab's key file. Nothing was changed."
-            ),
-        }
+        return _stop(
+            f"secrets.providers.{secret_provider} exists and is not whisperlab's key file. Nothing was changed."
+        )
     deny = plugins.get("deny") or []
     entry = (plugins.get("entries") or {}).get(provider) or {}
     if provider in deny or entry.get("enabled") is False or plugins.get("enabled") is False:
-        return {
-            "batch": [],
-            "sets": [],
-            "unsets": [],
-            "logout": "",
-            "conflict": (
-                f"OpenClaw's bundled {provider} plugin is turned off in your config (plugins.deny, "
-                f"plugins.entries.{provider}.enabled or plugins.enabled), and whisperlab's voice-note entries "
-                f"go through it. Allow it and re-run. Nothing was changed."
-            ),
-        }
+        return _stop(
+            f"OpenClaw's bundled {provider} plugin is turned off in your config (plugins.deny, "
+            f"plugins.entries.{provider}.enabled or plugins.enabled), and whisperlab's voice-note entries "
+            f"go through it. Allow it and re-run. Nothing was changed."
+        )
 
     wanted_entries = [
         {
