@@ -207,6 +207,14 @@ def run_roles(env: dict[str, str], roles_dir: Path, tmp_path: Path) -> str:
     return result.stdout
 
 
+def run_this_role(env: dict[str, str], tmp_path: Path) -> str:
+    here = tmp_path / "this"
+    if not here.exists():
+        here.mkdir()
+        (here / "roles").symlink_to(REPO / "roles")
+    return run_roles(env, here, tmp_path)
+
+
 # main before the senseaudio move: its openclaw role kept the key in an openai:whisperlab profile.
 OLD_MAIN = "06c49af"
 
@@ -229,10 +237,7 @@ def test_an_older_install_is_taken_apart(tmp_path):
     before = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
     assert "openai:whisperlab" in [p["id"] for p in before["profiles"]], "the old role did not install as expected"
 
-    new = tmp_path / "new"
-    new.mkdir()
-    (new / "roles").symlink_to(REPO / "roles")
-    run_roles(env, new, tmp_path)
+    run_this_role(env, tmp_path)
     after = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
     assert [p["id"] for p in after["profiles"]] == ["openai:personal"]
     config = json.loads(mac(f"cat {env['OPENCLAW_CONFIG_PATH']}").stdout)
@@ -244,7 +249,7 @@ def test_an_older_install_is_taken_apart(tmp_path):
     assert [m["provider"] for m in models] == ["senseaudio", "senseaudio"]
     assert not any("profile" in m for m in models)
     assert mac("test -e ~/.config/whisperlab/openclaw-profile.sha256", check=False).returncode != 0
-    assert "changed=0" in run_roles(env, new, tmp_path)
+    assert "changed=0" in run_this_role(env, tmp_path)
     reply = json.loads(
         mac(in_state(env, "openclaw infer audio transcribe --file ~/whisperlab-openclaw/voice.ogg --json")).stdout
     )
@@ -266,10 +271,7 @@ def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path
             env, f"openclaw config set models.providers.openai {shlex.quote(json.dumps(users_openai))} --strict-json"
         )
     )
-    new = tmp_path / "new"
-    new.mkdir()
-    (new / "roles").symlink_to(REPO / "roles")
-    run_roles(env, new, tmp_path)
+    run_this_role(env, tmp_path)
     assert json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)["profiles"] == []
     assert (
         json.loads(mac(in_state(env, "openclaw config get models.providers.openai --json")).stdout)["baseUrl"]
@@ -302,3 +304,48 @@ def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path
     reply = json.loads(mac(in_state(env, f"openclaw infer audio transcribe --file {note} --json")).stdout)
     assert reply["provider"] == "senseaudio"
     assert support.wer(support.SENTENCES["report"], reply["outputs"][0]["text"]) <= MAX_WER
+
+
+USERS_JSON5 = """// My OpenClaw config, with a comment the role's write will drop.
+{
+  tools: {
+    media: {
+      models: [{ provider: "ollama", model: "gemma4:26b", capabilities: ["image"] }],
+    },
+  },
+}
+"""
+
+
+def test_the_readmes_undo_steps_undo_it(tmp_path):
+    """Both ways the role's README gives: its `config unset` lines (run as written there) and the media
+    list without ours leave the user's settings as they were; the backup is their file, byte for byte."""
+    env = state_env("undo")
+    path = env["OPENCLAW_CONFIG_PATH"]
+    mac(
+        f"rm -rf {path.rsplit('/', 1)[0]} && mkdir -p {path.rsplit('/', 1)[0]} && cat > {path}",
+        stdin=USERS_JSON5.encode(),
+    )
+    run_this_role(env, tmp_path)
+    assert json.loads(mac(f"cat {path}").stdout)["models"]["providers"]["senseaudio"]
+
+    readme = (REPO / "roles" / "openclaw" / "README.md").read_text()
+    block = readme.split("remove only the role's settings:", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    unsets = [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("openclaw config unset")]
+    assert len(unsets) == 3, block
+    for command in unsets:
+        mac(in_state(env, command))
+    models = json.loads(mac(in_state(env, "openclaw config get tools.media.models --json")).stdout)
+    rest = [m for m in models if m.get("provider") != "senseaudio"]
+    mac(in_state(env, f"openclaw config set tools.media.models {shlex.quote(json.dumps(rest))} --strict-json"))
+    mac(in_state(env, "openclaw config validate"))
+    config = json.loads(mac(f"cat {path}").stdout)
+    assert config["tools"]["media"]["models"] == [
+        {"provider": "ollama", "model": "gemma4:26b", "capabilities": ["image"]}
+    ]
+    assert "enabled" not in config["tools"]["media"].get("audio", {})
+    assert not config.get("models", {}).get("providers", {}).get("senseaudio")
+    assert not config.get("secrets", {}).get("providers", {}).get("whisperlab")
+
+    mac(f"cp {path}.whisperlab-backup {path}")
+    assert mac(f"cat {path}").stdout.decode() == USERS_JSON5
