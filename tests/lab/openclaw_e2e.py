@@ -189,8 +189,9 @@ def in_state(env: dict[str, str], command: str) -> str:
     return f"env {exports} {command}"
 
 
-def run_roles(env: dict[str, str], roles_dir: Path, tmp_path: Path) -> str:
-    """The openclaw role from roles_dir, on the clients, with OpenClaw pointed at a throwaway state."""
+def run_old_role(env: dict[str, str], roles_dir: Path) -> str:
+    """The openclaw role of an older checkout (roles_dir/roles), on the clients, with OpenClaw pointed at
+    a throwaway state. This repository's own role runs through the run_role fixture."""
     playbook = roles_dir / "openclaw-only.yml"
     playbook.write_text("- name: Only openclaw\n  hosts: clients\n  roles: [openclaw]\n")
     inventory = str(REPO / "inventory" / "lab" / "hosts.yml")
@@ -207,19 +208,11 @@ def run_roles(env: dict[str, str], roles_dir: Path, tmp_path: Path) -> str:
     return result.stdout
 
 
-def run_this_role(env: dict[str, str], tmp_path: Path) -> str:
-    here = tmp_path / "this"
-    if not here.exists():
-        here.mkdir()
-        (here / "roles").symlink_to(REPO / "roles")
-    return run_roles(env, here, tmp_path)
-
-
 # main before the senseaudio move: its openclaw role kept the key in an openai:whisperlab profile.
 OLD_MAIN = "06c49af"
 
 
-def test_an_older_install_is_taken_apart(tmp_path):
+def test_an_older_install_is_taken_apart(run_role, tmp_path):
     env = state_env("older")
     mac(f"rm -rf {env['OPENCLAW_CONFIG_PATH'].rsplit('/', 1)[0]}")
     mac(
@@ -233,11 +226,11 @@ def test_an_older_install_is_taken_apart(tmp_path):
     old.mkdir()
     archive = subprocess.run(["git", "archive", OLD_MAIN, "roles"], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-    run_roles(env, old, tmp_path)
+    run_old_role(env, old)
     before = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
     assert "openai:whisperlab" in [p["id"] for p in before["profiles"]], "the old role did not install as expected"
 
-    run_this_role(env, tmp_path)
+    run_role("clients", "openclaw", openclaw_environment=env)
     after = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
     assert [p["id"] for p in after["profiles"]] == ["openai:personal"]
     config = json.loads(mac(f"cat {env['OPENCLAW_CONFIG_PATH']}").stdout)
@@ -249,7 +242,7 @@ def test_an_older_install_is_taken_apart(tmp_path):
     assert [m["provider"] for m in models] == ["senseaudio", "senseaudio"]
     assert not any("profile" in m for m in models)
     assert mac("test -e ~/.config/whisperlab/openclaw-profile.sha256", check=False).returncode != 0
-    assert "changed=0" in run_this_role(env, tmp_path)
+    assert "changed=0" in run_role("clients", "openclaw", openclaw_environment=env)
     reply = json.loads(
         mac(in_state(env, "openclaw infer audio transcribe --file ~/whisperlab-openclaw/voice.ogg --json")).stdout
     )
@@ -259,7 +252,7 @@ def test_an_older_install_is_taken_apart(tmp_path):
 STANDIN = (Path(__file__).parent / "standin.py").read_text()
 
 
-def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path):
+def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, run_role):
     env = state_env("envonly")
     base = env["OPENCLAW_CONFIG_PATH"].rsplit("/", 1)[0]
     mac(f"rm -rf {base} && mkdir -p {base}")
@@ -271,7 +264,7 @@ def test_a_key_only_in_the_environment_still_signs_the_users_chat(note, tmp_path
             env, f"openclaw config set models.providers.openai {shlex.quote(json.dumps(users_openai))} --strict-json"
         )
     )
-    run_this_role(env, tmp_path)
+    run_role("clients", "openclaw", openclaw_environment=env)
     assert json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)["profiles"] == []
     assert (
         json.loads(mac(in_state(env, "openclaw config get models.providers.openai --json")).stdout)["baseUrl"]
@@ -317,7 +310,7 @@ USERS_JSON5 = """// My OpenClaw config, with a comment the role's write will dro
 """
 
 
-def test_the_readmes_undo_steps_undo_it(tmp_path):
+def test_the_readmes_undo_steps_undo_it(run_role):
     """Both ways the role's README gives: its `config unset` lines (run as written there) and the media
     list without ours leave the user's settings as they were; the backup is their file, byte for byte."""
     env = state_env("undo")
@@ -326,7 +319,7 @@ def test_the_readmes_undo_steps_undo_it(tmp_path):
         f"rm -rf {path.rsplit('/', 1)[0]} && mkdir -p {path.rsplit('/', 1)[0]} && cat > {path}",
         stdin=USERS_JSON5.encode(),
     )
-    run_this_role(env, tmp_path)
+    run_role("clients", "openclaw", openclaw_environment=env)
     assert json.loads(mac(f"cat {path}").stdout)["models"]["providers"]["senseaudio"]
 
     readme = (REPO / "roles" / "openclaw" / "README.md").read_text()

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from ansible_run import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_ONLY = "root only: do not copy\n"
@@ -36,16 +37,8 @@ def play(tmp: Path, home: Path, user: str, host_vars: dict) -> subprocess.Comple
         "ssh_trust_servers": [],
         "whisperlab_servers": [SERVER],
     }
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            *("-i", str(tmp / "hosts.yml"), str(tmp / "play.yml"), "-e", json.dumps(extra)),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible")},
+    return ansible_playbook(
+        tmp / "hosts.yml", tmp / "play.yml", extra, env={"ANSIBLE_LOCAL_TEMP": str(tmp / "ansible")}
     )
 
 

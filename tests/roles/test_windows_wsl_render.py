@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from ansible_run import run_playbook
+from ansible_run import ansible_playbook, run_playbook
 from test_windows_contract import powershell_errors
 from windows_probe import READY_PC as PROBE
 from windows_probe import hyperv_rule
@@ -230,19 +228,6 @@ def test_an_unknown_mode_is_refused_by_the_argument_spec(tmp_path, mode):
     (tmp_path / "play.yml").write_text(
         f"- hosts: pc\n  gather_facts: false\n  roles: [{{role: windows_wsl, windows_wsl_networking_mode: '{mode}'}}]\n"
     )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            str(tmp_path / "hosts.yml"),
-            str(tmp_path / "play.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-    )
+    result = ansible_playbook(tmp_path / "hosts.yml", tmp_path / "play.yml")
     assert result.returncode != 0
     assert "windows_wsl_networking_mode" in result.stdout and "mirrored, nat" in result.stdout

@@ -6,15 +6,12 @@ own mount options; and a DrvFs mount still open to other accounts stops the play
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from ansible_run import run_playbook
+from ansible_run import ansible_playbook, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 # What the systemd tests leave alone (issue 19's settings have tests of their own below).
@@ -49,21 +46,7 @@ def run_wsl_role(tmp_path: Path, text: str | None, **extra) -> tuple[str, str]:
 def run_wsl_role_failing(tmp_path: Path, text: str | None, **extra) -> str:
     """The same run, expected to fail; its output."""
     _, variables = _setup(tmp_path, text, extra)
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            str(tmp_path / "hosts.yml"),
-            str(tmp_path / "play.yml"),
-            "-e",
-            json.dumps(variables),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
-    )
+    result = ansible_playbook(tmp_path / "hosts.yml", tmp_path / "play.yml", variables)
     assert result.returncode != 0, result.stdout
     return result.stdout + result.stderr
 
