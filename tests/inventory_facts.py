@@ -20,6 +20,24 @@ def server_alias(variables: dict, name: str) -> str:
     return first if index == 1 else f"{label}{index}{dot}{rest}"
 
 
+def uses_tls(variables: dict) -> bool:
+    """whisperlab_tls (on by default): the servers speak HTTPS, through their TLS front."""
+    return bool(variables.get("whisper_server_tls", variables.get("whisperlab_tls", True)))
+
+
+def server_base(variables: dict) -> str:
+    """A server's base URL from the controller, by its address: https (the lab's checks trust the
+    inventory's CA, REQUESTS_CA_BUNDLE) unless whisperlab_tls is false."""
+    port = int(variables.get("whisper_server_port", variables.get("whisperlab_server_port", 8000)))
+    return f"{'https' if uses_tls(variables) else 'http'}://{variables['ansible_host']}:{port}"
+
+
+def backend_port(variables: dict) -> int:
+    """Where the server itself listens on its box: behind the TLS front, the port plus 10000."""
+    port = int(variables.get("whisper_server_port", variables.get("whisperlab_server_port", 8000)))
+    return int(variables.get("whisper_server_backend_port", port + 10000)) if uses_tls(variables) else port
+
+
 # The client may be a real Mac: no getent, no sha256sum, no ss, and homes not always /Users/<name>.
 # These helpers ask each system its own way (testinfra's own system_info tells which).
 

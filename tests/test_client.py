@@ -43,8 +43,13 @@ def setup(host, request):
     user = variables.get("whisper_skill_user") or variables["ansible_user"]
     workspace = variables.get("whisper_skill_workspace", "~/.openclaw/workspace")
     home = home_of(host, user)
+    tls = bool(variables.get("whisperlab_tls", True))
+    inventory_dir = Path(inventory).resolve().parent
+    ca_dir = variables.get("whisperlab_tls_ca_dir", "{{ inventory_dir }}/.secrets/tls")
     return {
         "servers": servers,
+        "scheme": "https" if tls else "http",
+        "ca": Path(ca_dir.replace("{{ inventory_dir }}", str(inventory_dir))) / "ca.crt" if tls else None,
         "alias": servers[0]["alias"],
         "user": user,
         "home": home,
@@ -124,8 +129,13 @@ def test_skill_installed(host, setup):
     assert host.file(f"{setup['skill']}/SKILL.md").contains("local")
     config = host.file(f"{setup['home']}/.config/whisperlab/client.env")
     assert config.mode == 0o600 and config.user == setup["user"]
-    urls = " ".join(f"http://{server['alias']}:{server['port']}/v1" for server in setup["servers"])
+    urls = " ".join(f"{setup['scheme']}://{server['alias']}:{server['port']}/v1" for server in setup["servers"])
     assert config.contains(f"^WHISPER_API_URL={urls}$")
+    if setup["ca"]:
+        # The CA the servers' certificates are signed by, which the script hands to curl for them alone.
+        ca = host.file(f"{setup['home']}/.config/whisperlab/ca.pem")
+        assert ca.content_string == setup["ca"].read_text() and ca.user == setup["user"]
+        assert config.contains(f"^WHISPER_CA_FILE={ca.path}$")
     # A down box fails fast (the connect grace), a busy one is waited for (the timeout).
     # grep reads a basic regular expression: no "+".
     assert config.contains("^WHISPER_CONNECT_GRACE=[0-9][0-9]*$") and config.contains("^WHISPER_TIMEOUT=[0-9][0-9]*$")
@@ -157,12 +167,25 @@ def openclaw(host, setup):
     return lambda command: host.run(as_user(setup, f"openclaw {command}"))
 
 
-def test_openclaw_voice_notes_go_to_the_server(setup, openclaw):
+def test_openclaw_voice_notes_go_to_the_server(host, setup, openclaw):
     assert openclaw("config validate").rc == 0
     models = json.loads(openclaw("config get tools.media.models --json").stdout)
     ours = [m for m in models if m.get("provider") == "senseaudio"]
     # One entry per server, in inventory order: OpenClaw moves to the next when one cannot be reached.
-    assert [m["baseUrl"] for m in ours] == [f"http://{s['alias']}:{s['port']}/v1" for s in setup["servers"]]
+    assert [m["baseUrl"] for m in ours] == [
+        f"{setup['scheme']}://{s['alias']}:{s['port']}/v1" for s in setup["servers"]
+    ]
+    # Each trusts the whisperlab CA for its server (and OpenClaw's other requests keep the system's CAs).
+    # `config get` redacts it (as it redacts secrets), so the file itself is read for the certificate.
+    tls = [m.get("request", {}).get("tls", {}).get("ca") for m in ours]
+    if setup["ca"]:
+        assert all(tls), ours
+        config = openclaw("config file").stdout.strip().splitlines()[-1].replace("~", setup["home"], 1)
+        text = host.file(config).content_string
+        body = [line for line in setup["ca"].read_text().splitlines() if line and not line.startswith("-----")]
+        assert all(text.count(line) >= len(ours) for line in body), "an entry does not carry the whisperlab CA"
+    else:
+        assert tls == [None] * len(ours)
     assert all(m["capabilities"] == ["audio"] for m in ours)
     assert json.loads(openclaw("config get tools.media.audio.enabled --json").stdout) is True
     block = json.loads(openclaw("config get models.providers.senseaudio --json").stdout)

@@ -28,10 +28,19 @@ def facts(host, request):
     # Where the server answers on its own host: the bound address, or loopback when it binds them all.
     bound = str(variables.get("whisper_server_host", "0.0.0.0"))
     address = "127.0.0.1" if bound in ("0.0.0.0", "", "::") else bound
+    tls = bool(variables.get("whisper_server_tls", variables.get("whisperlab_tls", True)))
+    port = int(variables.get("whisper_server_port", variables.get("whisperlab_server_port", 8000)))
+    ca_dir = variables.get("whisperlab_tls_ca_dir", "{{ inventory_dir }}/.secrets/tls")
+    tls_dir = f"{passwd.home}/.config/whisper-server/tls"
     return {
         "bind": bound or "0.0.0.0",
-        "base": f"http://{f'[{address}]' if ':' in address else address}:"
-        f"{int(variables.get('whisper_server_port', variables.get('whisperlab_server_port', 8000)))}",
+        "tls": tls,
+        # Through the TLS front, trusting the CA alone (as the clients do), or plain HTTP when it is off.
+        "base": f"{'https' if tls else 'http'}://{f'[{address}]' if ':' in address else address}:{port}",
+        "curl": f"curl -sS --cacert {tls_dir}/ca.crt" if tls else "curl -sS",
+        "tls_dir": tls_dir,
+        "backend_port": int(variables.get("whisper_server_backend_port", port + 10000)),
+        "ca_cert": Path(ca_dir.replace("{{ inventory_dir }}", str(inventory_dir))) / "ca.crt",
         "user": user,
         "uid": passwd.uid,
         "home": passwd.home,
@@ -69,7 +78,7 @@ def get(host, facts, path: str, key: str | None = None, host_header: str | None 
     headers += [f"Host: {host_header}"] if host_header else []
     feed = f"printf '%s\\n' {' '.join(shlex.quote(h) for h in headers)} | " if headers else ""
     out = host.check_output(
-        f"{feed}curl -sS --max-time 10 {'-H @- ' if headers else ''}-w '\\n%{{http_code}}' {facts['base']}{path}"
+        f"{feed}{facts['curl']} --max-time 10 {'-H @- ' if headers else ''}-w '\\n%{{http_code}}' {facts['base']}{path}"
     )
     body, _, status = out.rpartition("\n")
     return int(status), body
@@ -224,7 +233,7 @@ def sample_on_host(host, tmp_path_factory):
 def transcribe(host, facts, sample: str, key: str | None, request_id: str):
     auth = f"-H {shlex.quote('Authorization: Bearer ' + key)} " if key else ""
     command = (
-        f"curl -sS --max-time 120 -w '\\n%{{http_code}}' {auth}-H 'X-Request-ID: {request_id}' "
+        f"{facts['curl']} --max-time 120 -w '\\n%{{http_code}}' {auth}-H 'X-Request-ID: {request_id}' "
         f"-F file=@{sample} -F model=whisper-1 {facts['base']}/v1/audio/transcriptions"
     )
     body, _, status = host.check_output(command).rpartition("\n")
@@ -255,3 +264,46 @@ def test_gpu_when_present(host, facts):
     body = health(host, facts)
     assert body["device"] == "cuda", body.get("warnings")
     assert body["gpu"]
+
+
+def tls_only(facts):
+    if not facts["tls"]:
+        pytest.skip("whisperlab_tls is false: plain HTTP by the user's choice")
+
+
+def test_the_tls_front_runs_and_the_server_itself_listens_on_loopback_only(host, facts):
+    tls_only(facts)
+    assert host.check_output(as_user(facts, "systemctl --user is-enabled whisper-tls.service")) == "enabled"
+    assert host.check_output(as_user(facts, "systemctl --user is-active whisper-tls.service")) == "active"
+    pid = host.check_output(as_user(facts, "systemctl --user show -p MainPID --value whisper-tls.service"))
+    assert host.check_output(f"ps -o user=,comm= -p {pid}").split() == [facts["user"], "stunnel4"]
+    listeners = host.check_output("ss -Htlnp").splitlines()
+    backend = [line.split()[3] for line in listeners if f":{facts['backend_port']} " in line + " "]
+    assert backend == [f"127.0.0.1:{facts['backend_port']}"], listeners
+    front = [line for line in listeners if line.split()[3].endswith(f":{facts['port']}")]
+    assert front and all("stunnel" in line for line in front), front
+
+
+def test_the_tls_key_stays_private_and_the_certificate_names_the_box(host, facts):
+    tls_only(facts)
+    key = host.file(f"{facts['tls_dir']}/server.key")
+    assert key.user == facts["user"] and key.mode == 0o600
+    assert host.file(facts["tls_dir"]).mode == 0o700
+    text = host.check_output(f"openssl x509 -noout -ext subjectAltName -issuer -in {facts['tls_dir']}/server.crt")
+    for name in (facts["alias"], facts["alias"].split(".")[0], facts["address"], "127.0.0.1"):
+        assert (f"IP Address:{name}" if name[0].isdigit() else f"DNS:{name}") in text, text
+    # Signed by the CA on the controller, which the box holds only the certificate of.
+    ca = facts["ca_cert"].read_text()
+    assert host.file(f"{facts['tls_dir']}/ca.crt").content_string == ca
+    assert host.run(f"openssl verify -CAfile {facts['tls_dir']}/ca.crt {facts['tls_dir']}/server.crt").rc == 0
+    assert not host.file(f"{facts['tls_dir']}/ca.key").exists
+
+
+def test_a_client_without_the_ca_or_without_tls_gets_nothing(host, facts):
+    tls_only(facts)
+    # The system's trust store does not know the whisperlab CA: curl refuses before sending anything.
+    untrusted = host.run(f"curl -sS --max-time 10 {facts['base']}/health")
+    assert untrusted.rc == 60, (untrusted.rc, untrusted.stderr)
+    # Plain HTTP on the port gets no answer from the server.
+    plain = host.run(f"curl -sS --max-time 10 -w '%{{http_code}}' http://127.0.0.1:{facts['port']}/health")
+    assert plain.rc != 0 or plain.stdout.strip().endswith("000"), plain.stdout

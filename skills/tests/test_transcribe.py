@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -292,7 +293,7 @@ class Recorder:
     """A stand-in server that records each request's form fields and Authorization header, and answers
     with `answer(fields)`: (status, content type, body[, headers]), after `delay` seconds."""
 
-    def __init__(self, answer=None, delay=0.0, port=0):
+    def __init__(self, answer=None, delay=0.0, port=0, tls=None):
         self.requests = []
         recorder = self
 
@@ -318,6 +319,11 @@ class Recorder:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        if tls:  # (certificate, key): HTTPS, as whisperlab's TLS front serves it
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.url = "https" + self.url[4:]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
@@ -884,3 +890,107 @@ def test_a_run_stopped_midway_leaves_nothing_behind(shell, audio, tmp_path_facto
     assert script.returncode != 0
     assert _entries(scratch) == {}
     assert list(audio.folder.iterdir()) == [audio.path]
+
+
+def _ca_and_server_cert(folder: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA (its certificate in `folder/<name> ca.pem`, a space in the name) and a certificate it
+    signed for 127.0.0.1 and localhost, as the whisper_server role makes them."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = folder / f"{name} ca.pem", folder / f"{name}.crt", folder / f"{name}.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    ours, other = _ca_and_server_cert(folder, "whisperlab"), _ca_and_server_cert(folder, "stranger")
+    stub = Recorder(tls=ours[1:])
+    yield {"server": stub, "ca": ours[0], "other_ca": other[0]}
+    stub.close()
+
+
+def test_tls_with_the_installed_ca_transcribes(shell, tls, audio, tmp_path_factory):
+    config = tmp_path_factory.mktemp("cfg") / "client.env"
+    config.write_text(f"WHISPER_API_URL={tls['server'].url}\nWHISPER_API_KEY=lan-key\nWHISPER_CA_FILE={tls['ca']}\n")
+    before = len(tls["server"].requests)
+    result = run(shell, audio.path, env={"WHISPER_SKILL_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert (audio.folder / "note.txt").read_text() == "Hello from the stub."
+    assert [r["auth"] for r in tls["server"].requests[before:]] == ["Bearer lan-key"]
+
+
+@pytest.mark.parametrize("ca", [None, "other_ca"])
+def test_tls_without_the_servers_ca_is_refused_before_anything_is_sent(shell, tls, audio, ca):
+    """No CA (the system's store) or another CA: curl refuses the certificate, so neither the key nor
+    the audio is sent; it stops at once (no retries, no cloud fallback) and says why."""
+    before = len(tls["server"].requests)
+    env = {
+        "WHISPER_API_URL": tls["server"].url,
+        "WHISPER_API_KEY": "lan-key",
+        "WHISPER_CA_FILE": tls[ca] if ca else None,
+        "WHISPER_FALLBACK_OPENAI": "1",
+        "OPENAI_API_KEY": "sk-cloud",
+        "WHISPER_FALLBACK_URL": "http://127.0.0.1:9/v1",
+    }
+    started = time.monotonic()
+    result = run(shell, audio.path, env=env)
+    assert result.returncode == 1
+    assert "failed its TLS check, so nothing was sent" in result.stderr, result.stderr
+    assert "falling back" not in result.stderr
+    assert time.monotonic() - started < 30, "a TLS failure was retried"
+    assert tls["server"].requests[before:] == []
+    assert not (audio.folder / "note.txt").exists()
+
+
+def test_an_unreadable_ca_file_is_an_error_and_nothing_is_sent(shell, tls, audio, tmp_path):
+    before = len(tls["server"].requests)
+    env = {
+        "WHISPER_API_URL": tls["server"].url,
+        "WHISPER_API_KEY": "lan-key",
+        "WHISPER_CA_FILE": str(tmp_path / "gone.pem"),
+    }
+    result = run(shell, audio.path, env=env)
+    assert result.returncode == 1
+    assert "CA certificate" in result.stderr and "nothing was sent" in result.stderr, result.stderr
+    assert tls["server"].requests[before:] == []

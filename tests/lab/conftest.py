@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import testinfra
-from inventory_facts import server_user
+from inventory_facts import server_base, server_user
 
 REPO = Path(__file__).resolve().parents[2]
+# The lab's CA (the whisper_server role makes it): the checks' HTTPS requests to the servers trust it,
+# and only it, as the clients do.
+LAB_CA = REPO / "inventory" / "lab" / ".secrets" / "tls" / "ca.crt"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trust_the_lab_ca():
+    if LAB_CA.exists():
+        os.environ["REQUESTS_CA_BUNDLE"] = str(LAB_CA)
+    yield
 
 
 @pytest.fixture
@@ -48,7 +59,7 @@ def last_server(host, request):
         "inventory": inventory,
         "address": variables["ansible_host"],
         "home": server.user(user).home,
-        "url": f"http://{variables['ansible_host']}:{variables.get('whisperlab_server_port', 8000)}",
+        "url": server_base(variables),
         "systemctl": f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{uid} systemctl --user",
     }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 import testinfra
-from inventory_facts import server_user
+from inventory_facts import backend_port, server_base, server_user
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server" / "tests"))
@@ -46,7 +46,8 @@ def servers(host, request):
         found.append(
             {
                 "host": server,
-                "url": f"http://{variables['ansible_host']}:{variables.get('whisperlab_server_port', 8000)}",
+                "url": server_base(variables),
+                "backend_port": backend_port(variables),
                 "systemctl": f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{server.user(user).uid} systemctl --user",
             }
         )
@@ -152,7 +153,11 @@ def test_every_server_busy_the_users_openai_keys_never_reach_the_lan(servers):
         assert server["host"].run(f"{server['systemctl']} stop whisper.service").rc == 0
         server["host"].run("rm -f /tmp/whisperlab-busy.log")
         assert server["host"].run("cat > /tmp/whisperlab-busy.py <<'PY'\n" + STANDIN + "\nPY").rc == 0
-        port = server["url"].rsplit(":", 1)[1]
+        # The stand-in takes the server's own port, behind the TLS front (stopped with the server: started
+        # again on its own), so the clients meet it as they meet the server.
+        port = server["backend_port"]
+        if server["url"].startswith("https:"):
+            assert server["host"].run(f"{server['systemctl']} start whisper-tls.service").rc == 0
         started = server["host"].run(
             f"setsid python3 /tmp/whisperlab-busy.py {port} 429 /tmp/whisperlab-busy.log </dev/null >/dev/null 2>&1 &"
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from inventory_facts import server_user
+from inventory_facts import server_base, server_user
 
 LAB = Path(__file__).with_name("lab.sh")
 GROUP = "whisper_servers"
@@ -21,7 +21,7 @@ def server(host):
     user = server_user(variables)
     return {
         "name": variables["inventory_hostname"],
-        "url": f"http://{variables['ansible_host']}:{variables.get('whisperlab_server_port', 8000)}",
+        "url": server_base(variables),
         "user": user,
         "uid": host.user(user).uid,
     }

@@ -57,7 +57,7 @@ def test_the_users_own_entry_and_comments_backup_survive():
     models = json.loads(mac("openclaw config get tools.media.models --json").stdout)
     ours = [m for m in models if m.get("provider") == "senseaudio"]
     # One entry per server, in inventory order, and together (the user's entry is not between them).
-    assert [m["baseUrl"] for m in ours] == ["http://wsl.home:8000/v1", "http://wsl2.home:8000/v1"]
+    assert [m["baseUrl"] for m in ours] == ["https://wsl.home:8000/v1", "https://wsl2.home:8000/v1"]
     assert all(m["capabilities"] == ["audio"] for m in ours)
     assert models[models.index(ours[0]) + 1] == ours[1]
     assert {"provider": "ollama", "model": "gemma4:26b", "capabilities": ["image"]} in models

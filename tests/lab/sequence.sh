@@ -58,21 +58,27 @@ json_run idempotence
 step "check mode: --check --diff changes nothing"
 json_run check --check --diff
 
-step "secrets: the API key is in none of the runs' output (converge, idempotence, check mode)"
+step "secrets: the API key and the CA's key are in none of the runs' output (converge, idempotence, check mode)"
 key_file=inventory/lab/.secrets/whisper_api_key
+ca_key=inventory/lab/.secrets/tls/ca.key
 [ -s "$key_file" ] || { echo "no API key at $key_file" >&2; exit 1; }
+[ "$(stat -c %a "$ca_key")" = 600 ] || { echo "the CA's key $ca_key is not mode 0600" >&2; exit 1; }
 for log in "$LOGS"/converge.log "$LOGS"/idempotence.json "$LOGS"/check.json; do
   if grep -qF -- "$(cat "$key_file")" "$log"; then echo "the API key is printed in $log" >&2; exit 1; fi
+  # Each base64 line of the CA's key (the PEM's inner lines).
+  while read -r line; do
+    if grep -qF -- "$line" "$log"; then echo "the CA's key is printed in $log" >&2; exit 1; fi
+  done < <(grep -v -- '-----' "$ca_key")
 done
 echo "ok"
 
 step "verify (testinfra)"
 python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider
 
-step "faults and changes: reboot, kill -9, a moved server address, a user's own wsl.conf; the real OpenClaw on the mac host; a firewalled port and a wrong key seen from the client; the first server down, the second serving; an interrupted upgrade; a server bound to one address; a stand-in GPU; a Host * and pinned host keys on the client; make status; the client play with macOS stood in"
+step "faults and changes: reboot, kill -9, a moved server address, a user's own wsl.conf; the real OpenClaw on the mac host; a firewalled port and a wrong key seen from the client; the first server down, the second serving; an interrupted upgrade; a server bound to one address; a stand-in GPU; a Host * and pinned host keys on the client; make status; the client play with macOS stood in; TLS: a client without the CA refused, nothing in clear text on the bridge"
 python3 -m pytest -q -ra tests/lab/faults.py tests/lab/moves.py tests/lab/wslconf.py tests/lab/openclaw_e2e.py tests/lab/reachability.py \
   tests/lab/failover.py tests/lab/serving.py tests/lab/standin_gpu.py tests/lab/pinning.py tests/lab/status.py \
-  tests/lab/darwin.py --hosts=ansible://all --ansible-inventory="$INVENTORY" \
+  tests/lab/darwin.py tests/lab/tls.py --hosts=ansible://all --ansible-inventory="$INVENTORY" \
   -p no:cacheprovider
 
 if [ -x tests/lab/demo.sh ]; then

@@ -49,6 +49,7 @@ def test_status_of_each_server_and_of_a_stopped_one(host, request):
             assert f"host: {server.check_output('hostname')}" in part
             assert "health: {" in part and '"status":"ready"' in part.replace(" ", "")
             assert "unit: whisper.service active (running) since" in part and ", restarts " in part
+            assert "unit: whisper-tls.service active (running) since" in part
             assert "log (last 5 lines):" in part
         assert "gpu: none" in section(out, names[0])
         assert "gpu: NVIDIA GeForce RTX 4070 (whisperlab stand-in), memory 1234 / 24564 MiB" in section(out, names[-1])
@@ -60,9 +61,12 @@ def test_status_of_each_server_and_of_a_stopped_one(host, request):
             part = section(status(inventory), names[0])
             assert "health: unreachable" in part
             assert "unit: whisper.service inactive (dead)" in part
+            # The TLS front stops with the server: a stopped server is a refused connection.
+            assert "unit: whisper-tls.service inactive (dead)" in part
         finally:
             assert first.run(f"{systemctl} start whisper.service").rc == 0
-            ready = "curl -sf localhost:8000/health | grep -q ready"
+            ca = f"{first.user(user).home}/.config/whisper-server/tls/ca.crt"
+            ready = f"sudo curl -sf --cacert {ca} https://localhost:8000/health | grep -q ready"
             wait = f"for i in $(seq 120); do {ready} && exit 0; sleep 1; done; exit 1"
             assert first.run(wait).rc == 0
     finally:

@@ -168,3 +168,20 @@ def test_json_is_found_between_openclaws_notes():
     assert plugin.openclaw_json(text) == {"a": [1, {"b": 2}]}
     assert plugin.openclaw_json("no json here") == {}
     assert plugin.openclaw_json_or_empty({"rc": 1, "stdout": "Config path not found"}) == {}
+
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----"
+
+
+def test_with_a_ca_each_of_our_entries_trusts_it_and_nothing_else_does():
+    users_audio = {"provider": "openai", "model": "gpt-4o-transcribe", "capabilities": ["audio"]}
+    result = plan({"media": {"models": [IMAGE, users_audio]}}, tls_ca=CA + "\n\n")
+    models = paths(result["batch"])["tools.media.models"]
+    ours = [m for m in models if m.get("provider") == "senseaudio"]
+    assert [m["request"] for m in ours] == [{"tls": {"ca": CA + "\n"}}] * 2
+    assert IMAGE in models and users_audio in models
+    assert "tls" not in paths(result["batch"])["models.providers.senseaudio"]["request"]
+    # Applied, the same plan changes nothing; without TLS (plain HTTP) the entries lose their request again.
+    assert plan(applied({"media": {"models": [IMAGE, users_audio]}}, result), tls_ca=CA)["sets"] == []
+    plain = plan(applied({"media": {"models": [IMAGE]}}, result))
+    assert all("request" not in m for m in paths(plain["sets"])["tools.media.models"])

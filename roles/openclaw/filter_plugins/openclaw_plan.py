@@ -92,6 +92,7 @@ def openclaw_plan(
     provider: str = "senseaudio",
     secret_provider: str = "whisperlab",  # noqa: S107 (a name, not a secret)
     allow_private_network: bool = True,
+    tls_ca: str = "",
 ) -> dict[str, Any]:
     """`current` holds what was read: media (tools.media), providers (models.providers), secrets
     (secrets.providers), plugins, order (auth.order) and profiles (the openai auth profiles' list).
@@ -99,7 +100,10 @@ def openclaw_plan(
     Returns batch (every setting whisperlab owns, for one `config set --batch-json`: OpenClaw answers
     "No change" when all are as wanted), sets (those that differ from what was read, for --check and
     the display), unsets (paths, for `config unset`, in order), logout
-    (the legacy profile to remove, or ''), and conflict (a reason to stop before any change, or '')."""
+    (the legacy profile to remove, or ''), and conflict (a reason to stop before any change, or '').
+
+    tls_ca: the whisperlab CA's certificate (PEM). Each of our entries then trusts it, and only it, for
+    its server (`request.tls.ca`); OpenClaw's other requests keep the system's trust store."""
     media = current.get("media") or {}
     providers = current.get("providers") or {}
     secrets = current.get("secrets") or {}
@@ -138,6 +142,7 @@ def openclaw_plan(
             "baseUrl": url.strip(),
             "capabilities": ["audio"],
             "timeoutSeconds": int(timeout_seconds),
+            **({"request": {"tls": {"ca": tls_ca.strip() + "\n"}}} if tls_ca.strip() else {}),
         }
         for url in urls
     ]

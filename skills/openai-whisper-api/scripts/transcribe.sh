@@ -162,6 +162,13 @@ else
     || die "$no_server: run the whisperlab playbook (playbooks/client.yml) again to install it, or set WHISPER_SKILL_CONFIG to its path; nothing was sent${OPENAI_BASE_URL:+ (OPENAI_BASE_URL is not used)}"
 fi
 [ -n "$urls" ] || [ -n "$no_server" ] || die "No server configured: WHISPER_API_URL lists no URL"
+# whisperlab's TLS: the CA that signed the servers' certificates, the one curl trusts for them (not for
+# OpenAI's cloud, which is checked against the system's CAs).
+ca=${WHISPER_CA_FILE:-$(config_value WHISPER_CA_FILE)}
+if [ -n "$ca" ] && [ -z "$no_server" ]; then
+  { [ -f "$ca" ] && [ -r "$ca" ]; } \
+    || die "the servers' CA certificate $ca (WHISPER_CA_FILE) is not a file $(id -un 2>/dev/null || echo 'this user') can read: run the whisperlab playbook (playbooks/client.yml) again; nothing was sent"
+fi
 
 seconds() {  # NAME DEFAULT: sets value to NAME from the environment, else the config, else DEFAULT
   eval "value=\${$1:-}"
@@ -222,13 +229,18 @@ wire_format=$response_format
 
 # One request. Sets status (the HTTP code, or 000 when nothing answered) and connects (how many
 # connections were made: 0 means the server could not be reached at all). The key goes to curl on
-# stdin (-K -), so it never shows in `ps`.
+# stdin (-K -), so it never shows in `ps`; so does the CA file (send_ca), when there is one.
 request() {  # base-url key max-seconds
   result=$(
-    if [ -n "$2" ]; then
-      printf 'header = "Authorization: Bearer %s"\n' "$(printf '%s' "$2" | sed 's/[\\"]/\\&/g')"
-    fi | curl -sS -K - --connect-timeout 5 --max-time "$3" -o "$body" -D "$headers" \
-      -w '%{http_code} %{num_connects}' \
+    {
+      if [ -n "$2" ]; then
+        printf 'header = "Authorization: Bearer %s"\n' "$(printf '%s' "$2" | sed 's/[\\"]/\\&/g')"
+      fi
+      if [ -n "$send_ca" ]; then
+        printf 'cacert = "%s"\n' "$(printf '%s' "$send_ca" | sed 's/[\\"]/\\&/g')"
+      fi
+    } | curl -sS -K - --connect-timeout 5 --max-time "$3" -o "$body" -D "$headers" \
+      -w '%{http_code} %{num_connects} %{exitcode}' \
       -H "Accept: application/json" \
       -F "file=@\"$quoted_in\"" \
       --form-string "model=$model" \
@@ -238,10 +250,13 @@ request() {  # base-url key max-seconds
       ${chunking:+--form-string "chunking_strategy=$chunking"} \
       "$1/audio/transcriptions" 2>"$curl_err"
   ) || true
-  status=${result% *}
+  status=${result%% *}
   connects=${result#* }
+  exitcode=${connects#* }
+  connects=${connects%% *}
   case "$status" in "" | *[!0-9]*) status=000 ;; esac
   case "$connects" in "" | *[!0-9]*) connects=0 ;; esac
+  case "$exitcode" in "" | *[!0-9]*) exitcode=0 ;; esac
 }
 
 # The error's message from OpenAI's envelope, else the start of the body: one line.
@@ -298,6 +313,15 @@ send() {  # key url...
         000)
           this=$delay
           curl_said=$(tr '\n' ' ' <"$curl_err" | sed 's/^curl: ([0-9]*) //; s/ *$//')
+          # TLS that fails (35: handshake, 51/60: a certificate the CA did not sign for this name, 58/77:
+          # the CA file, 83/90/91: the certificate's checks) will not mend by waiting: stop here, before
+          # any request (and the key) was sent, and never fall back to the cloud for it.
+          case "$exitcode" in
+            35 | 51 | 58 | 60 | 77 | 83 | 90 | 91)
+              say "$base failed its TLS check, so nothing was sent ($curl_said): its certificate must be one the whisperlab CA${send_ca:+ ($send_ca)} signed for that name; re-run the whisperlab playbook (site.yml) for the server and this client"
+              return 1
+              ;;
+          esac
           if [ "$connects" = 0 ]; then
             why="cannot reach $base ($curl_said)"
             unconnected="$unconnected${unconnected:+, }$base ($curl_said)"
@@ -340,6 +364,7 @@ rc=3  # no local server reached (none to try counts as none reached)
 if [ -z "$no_server" ]; then
   rc=0
   set -f
+  send_ca=$ca
   # shellcheck disable=SC2086  # the list of URLs is meant to split (set -f: no globbing)
   send "$key" $urls || rc=$?
   set +f
@@ -348,6 +373,7 @@ if [ "$rc" = 3 ] && [ "$fallback" = 1 ]; then
   [ -n "$fallback_key" ] || die "no local server could be reached, and the OpenAI fallback has no key (OPENAI_API_KEY)"
   say "${no_server:-no local server could be reached}: falling back to OpenAI's cloud ($fallback_url); this audio leaves your network"
   rc=0
+  send_ca=""
   send "$fallback_key" "$fallback_url" || rc=$?
 fi
 [ "$rc" = 0 ] || exit 1
