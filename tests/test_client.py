@@ -175,22 +175,23 @@ def test_openclaw_voice_notes_go_to_the_server(host, setup, openclaw):
     assert [m["baseUrl"] for m in ours] == [
         f"{setup['scheme']}://{s['alias']}:{s['port']}/v1" for s in setup["servers"]
     ]
-    # Each trusts the whisperlab CA for its server (and OpenClaw's other requests keep the system's CAs).
-    # `config get` redacts it (as it redacts secrets), so the file itself is read for the certificate.
-    tls = [m.get("request", {}).get("tls", {}).get("ca") for m in ours]
-    if setup["ca"]:
-        assert all(tls), ours
-        config = openclaw("config file").stdout.strip().splitlines()[-1].replace("~", setup["home"], 1)
-        text = host.file(config).content_string
-        body = [line for line in setup["ca"].read_text().splitlines() if line and not line.startswith("-----")]
-        assert all(text.count(line) >= len(ours) for line in body), "an entry does not carry the whisperlab CA"
-    else:
-        assert tls == [None] * len(ours)
     assert all(m["capabilities"] == ["audio"] for m in ours)
     assert json.loads(openclaw("config get tools.media.audio.enabled --json").stdout) is True
     block = json.loads(openclaw("config get models.providers.senseaudio --json").stdout)
     assert block["apiKey"]["source"] == "file" and block["apiKey"]["provider"] == "whisperlab"
-    assert block["request"] == {"allowPrivateNetwork": True}
+    if setup["ca"]:
+        # Our provider trusts the whisperlab CA for our entries (a reference to a 0600 copy; OpenClaw's other
+        # requests keep the system's CAs). `config get` redacts the reference's id, as it does the key's.
+        assert block["request"]["allowPrivateNetwork"] is True
+        ref = block["request"]["tls"]["ca"]
+        assert (ref["source"], ref["provider"]) == ("file", "whisperlab-ca")
+        secret = json.loads(openclaw("config get secrets.providers.whisperlab-ca --json").stdout)
+        assert secret["source"] in ("file", "__OPENCLAW_REDACTED__")
+        copy = host.file(f"{setup['home']}/.config/whisperlab/openclaw-ca.pem")
+        assert copy.mode == 0o600 and copy.user == setup["user"]
+        assert copy.content_string == setup["ca"].read_text()
+    else:
+        assert block["request"] == {"allowPrivateNetwork": True}
 
 
 def test_openclaw_keeps_whisperlab_out_of_the_openai_provider(setup, openclaw):

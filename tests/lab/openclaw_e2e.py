@@ -77,7 +77,11 @@ def test_nothing_of_whisperlabs_is_in_the_openai_provider():
     assert "allowPrivateNetwork" not in openai.get("request", {})
     block = json.loads(mac("openclaw config get models.providers.senseaudio --json").stdout)
     assert block["apiKey"]["source"] == "file" and block["apiKey"]["provider"] == "whisperlab"
-    assert block["request"] == {"allowPrivateNetwork": True}
+    # Private addresses, and the whisperlab CA (a file reference, its id redacted), for this provider only.
+    assert block["request"] == {
+        "allowPrivateNetwork": True,
+        "tls": {"ca": {"source": "file", "provider": "whisperlab-ca", "id": "__OPENCLAW_REDACTED__"}},
+    }
     key = mac("stat -c '%a %U' ~/.config/whisperlab/openclaw-key").stdout.decode().split()
     assert key == ["600", "lab"]
 
@@ -135,7 +139,12 @@ def test_bundled_and_override_agree(note, server_url, args):
     key = "$(sed -n 's/^WHISPER_API_KEY=//p' ~/.config/whisperlab/client.env)"
     # The bundled script, pointed at the lab server the way its SKILL.md documents.
     bundled = run_script(
-        f"bash {BUNDLED}", "bundled", args, note, f'OPENAI_BASE_URL={server_url} OPENAI_API_KEY="{key}"'
+        f"bash {BUNDLED}",
+        "bundled",
+        args,
+        note,
+        # Its curl trusts the lab's CA the way curl lets any script do (CURL_CA_BUNDLE).
+        f'OPENAI_BASE_URL={server_url} OPENAI_API_KEY="{key}" CURL_CA_BUNDLE="$HOME/.config/whisperlab/ca.pem"',
     )
     # The override, with only what the role installed.
     override = run_script(f"env -u OPENAI_BASE_URL -u OPENAI_API_KEY {OVERRIDE}", "override", args, note, "")
@@ -325,7 +334,7 @@ def test_the_readmes_undo_steps_undo_it(run_role):
     readme = (REPO / "roles" / "openclaw" / "README.md").read_text()
     block = readme.split("remove only the role's settings:", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     unsets = [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("openclaw config unset")]
-    assert len(unsets) == 3, block
+    assert len(unsets) == 4, block
     for command in unsets:
         mac(in_state(env, command))
     models = json.loads(mac(in_state(env, "openclaw config get tools.media.models --json")).stdout)
@@ -339,6 +348,7 @@ def test_the_readmes_undo_steps_undo_it(run_role):
     assert "enabled" not in config["tools"]["media"].get("audio", {})
     assert not config.get("models", {}).get("providers", {}).get("senseaudio")
     assert not config.get("secrets", {}).get("providers", {}).get("whisperlab")
+    assert not config.get("secrets", {}).get("providers", {}).get("whisperlab-ca")
 
     mac(f"cp {path}.whisperlab-backup {path}")
     assert mac(f"cat {path}").stdout.decode() == USERS_JSON5

@@ -170,18 +170,30 @@ def test_json_is_found_between_openclaws_notes():
     assert plugin.openclaw_json_or_empty({"rc": 1, "stdout": "Config path not found"}) == {}
 
 
-CA = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----"
+CA_PATH = "/home/u/.config/whisperlab/openclaw-ca.pem"
+CA_REF = {"source": "file", "provider": "whisperlab-ca", "id": "value"}
 
 
-def test_with_a_ca_each_of_our_entries_trusts_it_and_nothing_else_does():
+def test_with_a_ca_our_provider_trusts_it_by_a_file_reference_and_nothing_else_does():
+    """The CA goes in once, as a reference: a PEM in the config would make OpenClaw refuse the write that
+    removes it later (it refuses a write that halves the file)."""
     users_audio = {"provider": "openai", "model": "gpt-4o-transcribe", "capabilities": ["audio"]}
-    result = plan({"media": {"models": [IMAGE, users_audio]}}, tls_ca=CA + "\n\n")
-    models = paths(result["batch"])["tools.media.models"]
-    ours = [m for m in models if m.get("provider") == "senseaudio"]
-    assert [m["request"] for m in ours] == [{"tls": {"ca": CA + "\n"}}] * 2
-    assert IMAGE in models and users_audio in models
-    assert "tls" not in paths(result["batch"])["models.providers.senseaudio"]["request"]
-    # Applied, the same plan changes nothing; without TLS (plain HTTP) the entries lose their request again.
-    assert plan(applied({"media": {"models": [IMAGE, users_audio]}}, result), tls_ca=CA)["sets"] == []
-    plain = plan(applied({"media": {"models": [IMAGE]}}, result))
-    assert all("request" not in m for m in paths(plain["sets"])["tools.media.models"])
+    result = plan({"media": {"models": [IMAGE, users_audio]}}, ca_path=CA_PATH)
+    batch = paths(result["batch"])
+    assert batch["models.providers.senseaudio"]["request"] == {"allowPrivateNetwork": True, "tls": {"ca": CA_REF}}
+    assert batch["secrets.providers.whisperlab-ca"] == {"source": "file", "path": CA_PATH, "mode": "singleValue"}
+    assert all("request" not in m for m in batch["tools.media.models"])
+    assert IMAGE in batch["tools.media.models"] and users_audio in batch["tools.media.models"]
+    # Applied, the same plan changes nothing.
+    after = applied({"media": {"models": [IMAGE, users_audio]}}, result)
+    assert after["secrets"]["whisperlab-ca"]
+    assert plan(after, ca_path=CA_PATH)["sets"] == []
+    # Plain HTTP again: the provider block loses its tls, and the reference goes after it.
+    plain = plan(after)
+    assert paths(plain["sets"])["models.providers.senseaudio"]["request"] == {"allowPrivateNetwork": True}
+    assert plain["unsets"] == ["secrets.providers.whisperlab-ca"]
+
+
+def test_a_ca_secrets_provider_of_the_users_stops_the_role():
+    result = plan({"secrets": {"whisperlab-ca": {"source": "exec", "command": "x"}}}, ca_path=CA_PATH)
+    assert result["conflict"] and result["batch"] == []

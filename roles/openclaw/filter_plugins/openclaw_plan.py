@@ -92,7 +92,8 @@ def openclaw_plan(
     provider: str = "senseaudio",
     secret_provider: str = "whisperlab",  # noqa: S107 (a name, not a secret)
     allow_private_network: bool = True,
-    tls_ca: str = "",
+    ca_path: str = "",
+    ca_secret_provider: str = "whisperlab-ca",  # noqa: S107 (a name, not a secret)
 ) -> dict[str, Any]:
     """`current` holds what was read: media (tools.media), providers (models.providers), secrets
     (secrets.providers), plugins, order (auth.order) and profiles (the openai auth profiles' list).
@@ -102,8 +103,12 @@ def openclaw_plan(
     the display), unsets (paths, for `config unset`, in order), logout
     (the legacy profile to remove, or ''), and conflict (a reason to stop before any change, or '').
 
-    tls_ca: the whisperlab CA's certificate (PEM). Each of our entries then trusts it, and only it, for
-    its server (`request.tls.ca`); OpenClaw's other requests keep the system's trust store."""
+    ca_path: the whisperlab CA's certificate on the client (a 0600 file: OpenClaw's file secrets must be
+    private). Our provider block then trusts it, and only it, for our servers: `request.tls.ca` is a
+    SecretInput, so it holds a file reference (`secrets.providers.<ca_secret_provider>`), not the PEM,
+    which would double the config's size and make OpenClaw refuse the write that later removes it (it
+    refuses any write that halves the file). OpenClaw's other requests keep the system's trust store.
+    Without ca_path (plain HTTP) both go again."""
     media = current.get("media") or {}
     providers = current.get("providers") or {}
     secrets = current.get("secrets") or {}
@@ -142,17 +147,29 @@ def openclaw_plan(
             "baseUrl": url.strip(),
             "capabilities": ["audio"],
             "timeoutSeconds": int(timeout_seconds),
-            **({"request": {"tls": {"ca": tls_ca.strip() + "\n"}}} if tls_ca.strip() else {}),
         }
         for url in urls
     ]
     block_wanted: dict[str, Any] = {"baseUrl": urls[0].strip(), "models": [], "apiKey": ref}
     if allow_private_network:
         block_wanted["request"] = {"allowPrivateNetwork": True}
+    ca_now = secrets.get(ca_secret_provider)
+    if ca_now is not None and not _same(ca_now.get("source"), "file"):
+        return _stop(
+            f"secrets.providers.{ca_secret_provider} exists and is not whisperlab's CA file. Nothing was changed."
+        )
+    if ca_path:
+        tls = {"ca": {"source": "file", "provider": ca_secret_provider, "id": "value"}}
+        block_wanted["request"] = {**block_wanted.get("request", {}), "tls": tls}
 
     models_now = media.get("models") or []
     owned = [
         (secret_now, {"path": f"secrets.providers.{secret_provider}", "value": secret_wanted}),
+        *(
+            [(ca_now, {"path": f"secrets.providers.{ca_secret_provider}", "value": dict(secret_wanted, path=ca_path)})]
+            if ca_path
+            else []
+        ),
         (block_now, {"path": f"models.providers.{provider}", "value": block_wanted}),
         (models_now, {"path": "tools.media.models", "value": _merge_entries(models_now, wanted_entries, provider)}),
         ((media.get("audio") or {}).get("enabled"), {"path": "tools.media.audio.enabled", "value": True}),
@@ -163,8 +180,11 @@ def openclaw_plan(
     batch = [setting for _, setting in owned]
     sets = [setting for now, setting in owned if not _same(now, setting["value"])]
 
-    # The older install: only what it wrote goes, and only where its profile proves it was there.
     unsets: list[str] = []
+    # Plain HTTP again: the CA's reference goes, after the provider block that names it is rewritten.
+    if not ca_path and ca_now is not None:
+        unsets.append(f"secrets.providers.{ca_secret_provider}")
+    # The older install: only what it wrote goes, and only where its profile proves it was there.
     legacy = any(p.get("id") == LEGACY_PROFILE for p in profiles)
     if legacy:
         openai = providers.get("openai") or {}
