@@ -63,10 +63,13 @@ key_file=inventory/lab/.secrets/whisper_api_key
 ca_key=inventory/lab/.secrets/tls/ca.key
 [ -s "$key_file" ] || { echo "no API key at $key_file" >&2; exit 1; }
 [ "$(stat -c %a "$ca_key")" = 600 ] || { echo "the CA's key $ca_key is not mode 0600" >&2; exit 1; }
+ca_public=$(openssl pkey -in "$ca_key" -pubout)
 for log in "$LOGS"/converge.log "$LOGS"/idempotence.json "$LOGS"/check.json; do
   if grep -qF -- "$(cat "$key_file")" "$log"; then echo "the API key is printed in $log" >&2; exit 1; fi
-  # Each base64 line of the CA's key (the PEM's inner lines).
+  # Each base64 line of the CA's key that carries its private part: the key's last line is the tail of
+  # the public key, which the crypto modules print (public_key) and is no secret.
   while read -r line; do
+    case "$ca_public" in *"$line"*) continue ;; esac
     if grep -qF -- "$line" "$log"; then echo "the CA's key is printed in $log" >&2; exit 1; fi
   done < <(grep -v -- '-----' "$ca_key")
 done
