@@ -1,5 +1,5 @@
 """whisperlab soak: the real whisper-server (tiny.en, CPU) under a bounded mix of clients, and the
-memory one long recording costs. Bounded in count and time; prints figures for the README.
+memory one long recording costs. Bounded in count and time; prints figures for docs/benchmarks.md.
 
 1. long uploads: peak RSS (VmHWM) of a fresh server for one 1-hour and one 3-hour 12 kbps Opus upload,
    against its RSS when idle and ready. Sparse speech (a sentence a minute), so decoding and VAD over
