@@ -15,6 +15,7 @@ from conftest import FakeEngine, assert_envelope, make_app
 from whisper_server.app import create_app
 from whisper_server.config import OPENAI_MODEL_NAMES, Config
 from whisper_server.engine import LoadedEngine
+from whisper_server.state import get_state
 
 URL = "/v1/audio/transcriptions"
 
@@ -297,7 +298,7 @@ def test_not_ready_answers_503():
     health = client.get("/health")
     assert health.status_code == 503 and health.get_json()["status"] == "loading"
     assert_envelope(post(client, b"x"), 503, code="model_loading")
-    app.extensions["whisper"].set_loaded(LoadedEngine(FakeEngine(), "cpu", "int8", warnings=["slow disk"]))
+    get_state(app).set_loaded(LoadedEngine(FakeEngine(), "cpu", "int8", warnings=["slow disk"]))
     health = client.get("/health").get_json()
     assert health["status"] == "ready"
     assert (health["device"], health["compute_type"], health["warnings"]) == ("cpu", "int8", ["slow disk"])
@@ -314,7 +315,7 @@ def _wait_for(predicate, timeout=10.0):
 def test_full_queue_answers_429_with_retry_after(wav_bytes):
     gate = threading.Event()
     app = make_app(FakeEngine(gate=gate), workers=1, max_queue=1)
-    admission = app.extensions["whisper"].admission
+    admission = get_state(app).admission
     results = []
 
     def call():
@@ -371,7 +372,7 @@ def test_streaming_events(client, wav_bytes):
 def test_a_stream_is_accepted_at_once_even_while_queued(wav_bytes):
     """The headers and a first SSE comment go out before the request gets a worker."""
     app = make_app(workers=1, max_queue=1)
-    admission = app.extensions["whisper"].admission
+    admission = get_state(app).admission
     with admission.ticket() as busy, busy.run():  # the only worker is taken
         response = post(app.test_client(), wav_bytes, stream="true")
         assert response.status_code == 200
@@ -388,7 +389,7 @@ def test_streaming_fault_is_an_error_event_and_frees_the_slot(wav_bytes):
     app = make_app(FakeEngine(fail=RuntimeError("boom")), workers=1, max_queue=0)
     events = _events(post(app.test_client(), wav_bytes, stream="true"))
     assert events[-1]["type"] == "error" and events[-1]["error"]["type"] == "server_error"
-    admission = app.extensions["whisper"].admission
+    admission = get_state(app).admission
     assert admission.running == 0 and admission.waiting == 0
 
 
@@ -422,7 +423,7 @@ def test_large_uploads_stay_in_memory():
 
 
 def test_draining_refuses_new_work_with_503_and_health_says_so(client, wav_bytes, fake_engine):
-    state = client.application.extensions["whisper"]
+    state = get_state(client.application)
     assert state.drain(0.0) is True  # nothing in flight
     error = assert_envelope(post(client, wav_bytes), 503, code="shutting_down")
     assert "shutting down" in error["message"]
@@ -434,7 +435,7 @@ def test_draining_refuses_new_work_with_503_and_health_says_so(client, wav_bytes
 
 
 def test_inflight_counts_every_request_until_it_is_sent(client, wav_bytes):
-    state = client.application.extensions["whisper"]
+    state = get_state(client.application)
     post(client, wav_bytes).close()
     client.get("/v1/models").close()
     client.get("/nowhere").close()

@@ -13,7 +13,7 @@ import ctranslate2
 import numpy as np
 import pytest
 
-from whisper_server.engine import Batcher, Deferred
+from whisper_server.engine.batcher import Batcher, Deferred
 
 SOT = 50258
 
@@ -185,7 +185,7 @@ def test_a_batch_holds_at_most_max_windows():
 
 
 def test_a_caller_that_gives_up_while_queued_is_never_decoded():
-    from whisper_server.engine import _current
+    from whisper_server.engine.batcher import _current
 
     gate = threading.Event()
     inner = Inner(gate)
@@ -288,7 +288,7 @@ class FakeWhisperModel:
 
 @pytest.fixture
 def recorded(monkeypatch):
-    import whisper_server.engine as engine_module
+    from whisper_server.engine import fallback
 
     model = FakeWhisperModel()
 
@@ -300,7 +300,7 @@ def recorded(monkeypatch):
             self.model.asked.append(("batched", audio.size, kwargs))
             return iter([]), type("Info", (), {"language": "en", "duration": audio.size / 16000})()
 
-    monkeypatch.setattr(engine_module, "_fallback_pipeline", lambda: Pipeline)
+    monkeypatch.setattr(fallback, "FallbackPipeline", Pipeline)
     return model
 
 
@@ -318,7 +318,8 @@ def recorded(monkeypatch):
 def test_the_engine_batches_audio_past_one_window_and_skips_unwanted_timestamps(
     recorded, seconds, options, path, without_timestamps
 ):
-    from whisper_server.engine import Options, WhisperEngine
+    from whisper_server.engine import Options
+    from whisper_server.engine.whisper import WhisperEngine
 
     engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=8)
     list(engine.transcribe(np.zeros(seconds * 16000, dtype=np.float32), Options(**options))[0])
@@ -331,7 +332,8 @@ def test_the_engine_batches_audio_past_one_window_and_skips_unwanted_timestamps(
 
 
 def test_the_text_so_far_reads_on_only_where_windows_follow_each_other(recorded):
-    from whisper_server.engine import Options, WhisperEngine
+    from whisper_server.engine import Options
+    from whisper_server.engine.whisper import WhisperEngine
 
     engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=8)
     for seconds in (20, 90):
@@ -343,7 +345,8 @@ def test_the_text_so_far_reads_on_only_where_windows_follow_each_other(recorded)
 
 
 def test_batch_size_one_keeps_long_audio_sequential(recorded):
-    from whisper_server.engine import Options, WhisperEngine
+    from whisper_server.engine import Options
+    from whisper_server.engine.whisper import WhisperEngine
 
     engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=1)
     list(engine.transcribe(np.zeros(90 * 16000, dtype=np.float32), Options())[0])

@@ -12,12 +12,11 @@ import whisper_server.config as config_module
 from conftest import free_port
 from whisper_server.admission import Admission, QueueFull
 from whisper_server.config import OPENAI_MODEL_NAMES, Config, ConfigError, load_config
-from whisper_server.engine import (
+from whisper_server.engine import ModelLoadError, load_engine
+from whisper_server.engine.device import (
     CUDA_FIX,
-    ModelLoadError,
     Probe,
     choose_device,
-    load_engine,
     resolve_batch_size,
     resolve_compute_type,
     resolve_streams,
@@ -212,8 +211,8 @@ def test_admission_bounds():
 
 def test_retry_after_is_when_one_place_frees_not_when_the_queue_drains():
     admission = Admission(workers=1, max_queue=3)
-    for _ in range(5):
-        admission._record(10.0)  # recent runs took about 10 s
+    for _ in range(5):  # recent runs took 10 s each
+        admission.release(admission.acquire(lambda: None), seconds=10.0)
     mean = admission._mean_seconds
     with admission.ticket() as running, running.run():
         with admission.ticket(), admission.ticket(), admission.ticket():
@@ -246,14 +245,14 @@ def test_cli_fails_fast_on_a_missing_model(tmp_path):
 def test_cuda_failing_at_warm_up_falls_back_to_cpu_on_auto(monkeypatch):
     """CTranslate2 opens cuBLAS lazily, so a broken CUDA setup can pass the probe and fail on the
     first decode; auto must still come up on the CPU, and cuda must refuse."""
-    from whisper_server import engine
+    from whisper_server.engine import loader
 
     def fake_load(config, device, warnings, probe=None):
         if device == "cuda":
             raise ModelLoadError("Library libcublas.so.12 is not found or cannot be loaded: " + CUDA_FIX)
-        return engine.LoadedEngine(object(), device, "int8", None, list(warnings))
+        return loader.LoadedEngine(object(), device, "int8", None, list(warnings))
 
-    monkeypatch.setattr(engine, "_load_on", fake_load)
+    monkeypatch.setattr(loader, "_load_on", fake_load)
     loaded = load_engine(Config(model="x"), probe(1))
     assert loaded.device == "cpu"
     assert "libcublas.so.12" in loaded.warnings[0] and "Falling back to CPU" in loaded.warnings[0]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from whisper_server.devcheck import check
-from whisper_server.engine import Probe
+from whisper_server.engine.device import Probe
 
 MODERN_GPU = frozenset({"float32", "float16", "int8_float16", "bfloat16", "int8", "int8_float32"})
 PASCAL_GPU = frozenset({"float32", "int8", "int8_float32"})

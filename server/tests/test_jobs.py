@@ -17,6 +17,7 @@ from whisper_server.engine import SAMPLE_RATE, Options
 from whisper_server.errors import APIError
 from whisper_server.jobs import ClientGone, Job
 from whisper_server.metrics import Metrics
+from whisper_server.state import get_state
 
 
 def encode(samples: np.ndarray, container: str = "wav", codec: str = "pcm_s16le") -> io.BytesIO:
@@ -200,7 +201,7 @@ def test_a_stream_whose_client_left_stops_and_is_logged_499(wav_bytes, caplog):
     assert response.get_data(as_text=True) == ": accepted\n\n"  # and then nothing more
     response.close()
     assert any("status=499" in r.getMessage() for r in caplog.records)
-    admission = app.extensions["whisper"].admission
+    admission = get_state(app).admission
     assert admission.running == 0 and admission.waiting == 0
 
 
@@ -209,7 +210,7 @@ def test_the_model_asks_the_running_request_before_each_call():
     client's work stops within one call, not one segment."""
     import ctranslate2
 
-    from whisper_server.engine import Batcher, _checked
+    from whisper_server.engine.batcher import Batcher, _checked
 
     calls = []
 

@@ -22,6 +22,7 @@ from whisper_server import serving
 from whisper_server.app import create_app
 from whisper_server.config import Config, ConfigError, load_config
 from whisper_server.engine import LoadedEngine
+from whisper_server.state import get_state
 
 KEY = "sk-whisperlab-test-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {KEY}"}
@@ -169,7 +170,7 @@ def test_health_without_the_key_tells_only_its_status():
         {"status": "loading"},
         "5",
     )
-    app.extensions["whisper"].set_loaded(LoadedEngine(FakeEngine(), "cuda", "float16", gpu_name="RTX 4070"))
+    get_state(app).set_loaded(LoadedEngine(FakeEngine(), "cuda", "float16", gpu_name="RTX 4070"))
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": KEY}):
         response = client.get("/health", headers=headers)
         assert (response.status_code, response.get_json()) == (200, {"status": "ready"})
@@ -182,7 +183,7 @@ def test_health_without_the_key_tells_only_its_status():
         "cuda",
     )
     assert "version" in full
-    app.extensions["whisper"].drain(0.0)
+    get_state(app).drain(0.0)
     draining = client.get("/health")
     assert (draining.status_code, draining.get_json()) == (503, {"status": "shutting_down"})
     assert draining.headers["Retry-After"] == "5"
@@ -223,7 +224,7 @@ def served():
     running = []
 
     def start(app, **kwargs):
-        served = Served(app, app.config["WHISPER"], **kwargs)
+        served = Served(app, get_state(app).config, **kwargs)
         running.append(served)
         return served
 
@@ -277,7 +278,7 @@ def transcription_request(wav: bytes, key=None, extra="") -> bytes:
 
 def test_the_body_limit_is_the_upload_limit_and_its_form(served):
     app = make_app(max_upload_mb=1, api_key=KEY)
-    config = app.config["WHISPER"]
+    config = get_state(app).config
     assert config.max_body_bytes == 1024 * 1024 + 256 * 1024 == app.config["MAX_CONTENT_LENGTH"]
     server = served(app).server
     assert server.adj.max_request_body_size == config.max_body_bytes + 1  # waitress refuses at >=

@@ -13,8 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-# How often a waiting request checks that its client is still there, in seconds.
-WAIT_POLL = 0.25
+from whisper_server.engine.types import WAIT_POLL
 
 
 class QueueFull(Exception):
@@ -72,9 +71,29 @@ class Admission:
         finally:
             ticket.close()
 
-    def _record(self, seconds: float) -> None:
+    def acquire(self, check: Callable[[], None]) -> float:
+        """Waits for a worker slot, calling check() every WAIT_POLL seconds meanwhile (it raises to
+        give up the wait); returns when the run started, which release() is given back."""
+        while not self._slots.acquire(timeout=WAIT_POLL):
+            check()
+        started = time.monotonic()
+        with self._lock:
+            self._running += 1
+            self._run_starts.append(started)
+        return started
+
+    def release(self, started: float, seconds: float) -> None:
+        """Frees the worker slot of the run that acquire() began at `started`, which took `seconds`."""
         with self._lock:
             self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * seconds
+            self._running -= 1
+            self._run_starts.remove(started)
+        self._slots.release()
+
+    def leave(self) -> None:
+        """Gives an admitted request's place in the queue back."""
+        with self._lock:
+            self._admitted -= 1
 
 
 class Ticket:
@@ -84,39 +103,31 @@ class Ticket:
         self._admission = admission
         self._holding: float | None = None  # when this ticket's run started, while it holds a slot
         self._closed = False
+        # A job closes its ticket when it ends and its response again when it closes, maybe on
+        # another thread: the slot and the place are each given back once.
+        self._lock = threading.Lock()
 
     @contextmanager
     def run(self, check: Callable[[], None] = lambda: None) -> Iterator[None]:
         """Waits for a worker slot, calling check() every WAIT_POLL seconds meanwhile (it raises to
         give up the wait, when the client has gone)."""
-        adm = self._admission
-        while not adm._slots.acquire(timeout=WAIT_POLL):
-            check()
-        started = time.monotonic()
-        with adm._lock:
-            adm._running += 1
-            adm._run_starts.append(started)
-        self._holding = started
+        self._holding = self._admission.acquire(check)
         try:
             yield
         finally:
-            adm._record(time.monotonic() - started)
             self._release_slot()
 
     def _release_slot(self) -> None:
-        adm = self._admission
-        if self._holding is not None:
-            with adm._lock:
-                adm._running -= 1
-                adm._run_starts.remove(self._holding)
-            self._holding = None
-            adm._slots.release()
+        with self._lock:
+            started, self._holding = self._holding, None
+        if started is not None:
+            self._admission.release(started, time.monotonic() - started)
 
     def close(self) -> None:
         """Idempotent: a job closes its ticket when it ends, and again when its response closes."""
         self._release_slot()
-        with self._admission._lock:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._admission._admitted -= 1
+        self._admission.leave()

@@ -7,13 +7,22 @@ import json
 import logging
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from whisper_server import audio, auth, formats
 from whisper_server.admission import QueueFull
-from whisper_server.engine import Options
-from whisper_server.errors import APIError, bad_request, upload_too_large
+from whisper_server.engine.types import Options
+from whisper_server.errors import (
+    APIError,
+    bad_request,
+    model_loading,
+    model_not_found,
+    queue_full,
+    server_error,
+    upload_too_large,
+)
 from whisper_server.jobs import ClientGone, Job
+from whisper_server.state import get_state
 
 log = logging.getLogger("whisper_server")
 api = Blueprint("v1", __name__, url_prefix="/v1")
@@ -22,13 +31,9 @@ CREATED = 1677610602  # whisper-1's own "created" stamp; clients only check it i
 GRANULARITIES = ("segment", "word")
 
 
-def _state():
-    return current_app.extensions["whisper"]
-
-
 @api.before_request
 def _authenticate():
-    auth.require_key(_state().config, request.headers.get("Authorization"))
+    auth.require_key(get_state().config, request.headers.get("Authorization"))
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,7 @@ def parse_params(form, task: str, multilingual: bool, model_ids) -> Params:
     if not model:
         raise bad_request("you must provide a model parameter", "model", "missing_required_parameter")
     if model not in model_ids:
-        raise APIError(
-            404,
-            f"The model '{model}' does not exist. Available: {', '.join(model_ids)}.",
-            param="model",
-            code="model_not_found",
-        )
+        raise model_not_found(model, model_ids)
     if response_format not in formats.FORMATTERS:
         raise bad_request(
             f"'{response_format}' is not one of {sorted(formats.FORMATTERS)} - 'response_format'",
@@ -144,7 +144,7 @@ def _upload() -> io.BytesIO:
         body.close()
     size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
-    config = _state().config
+    config = get_state().config
     if size > config.max_upload_bytes:
         raise upload_too_large(config.max_upload_mb)
     if size == 0:
@@ -153,11 +153,9 @@ def _upload() -> io.BytesIO:
 
 
 def _engine():
-    state = _state()
+    state = get_state()
     if state.loaded is None:
-        raise APIError(
-            503, "The model is still loading; try again shortly.", code="model_loading", headers={"Retry-After": "5"}
-        )
+        raise model_loading()
     return state.loaded.engine
 
 
@@ -170,7 +168,7 @@ def _client_gone_check():
 
 
 def _transcription(task: str):
-    state = _state()
+    state = get_state()
     config = state.config
     engine = _engine()
     _require_multipart()
@@ -185,17 +183,12 @@ def _transcription(task: str):
             upload=upload,
             max_audio_seconds=config.max_audio_seconds,
             piece_seconds=config.piece_seconds,
-            metrics=current_app.extensions["whisper_metrics"],
+            metrics=state.metrics,
             stats=g.stats,
             client_gone=_client_gone_check(),
         )
     except QueueFull as full:
-        raise APIError(
-            429,
-            "The server is busy: too many requests are waiting. Retry after the time in Retry-After.",
-            code="queue_full",
-            headers={"Retry-After": str(full.retry_after)},
-        ) from None
+        raise queue_full(full.retry_after) from None
     if params.stream:
         response = Response(_sse(job, g.request_id), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
@@ -232,8 +225,7 @@ def _sse(job: Job, request_id: str):
         yield _event({"type": "error", **error.envelope})
     except Exception:
         log.exception("request_id=%s fault while streaming", request_id)
-        error = APIError(500, "The server had an error while processing your request.", code="server_error")
-        yield _event({"type": "error", **error.envelope})
+        yield _event({"type": "error", **server_error().envelope})
 
 
 @api.post("/audio/transcriptions")
@@ -252,11 +244,11 @@ def _model_card(model_id: str) -> dict:
 
 @api.get("/models")
 def models():
-    return jsonify({"object": "list", "data": [_model_card(m) for m in _state().model_ids]})
+    return jsonify({"object": "list", "data": [_model_card(m) for m in get_state().model_ids]})
 
 
 @api.get("/models/<path:model_id>")
 def model(model_id: str):
-    if model_id not in _state().model_ids:
-        raise APIError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
+    if model_id not in get_state().model_ids:
+        raise model_not_found(model_id)
     return jsonify(_model_card(model_id))

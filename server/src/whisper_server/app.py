@@ -1,15 +1,13 @@
-"""The application factory, the server state it carries, and the per-request hooks."""
+"""The application factory and the per-request hooks. The state the app carries is in state.py."""
 
 from __future__ import annotations
 
 import io
 import logging
 import re
-import threading
 import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass, field
 from typing import Optional
 
 from flask import Flask, Request, g, request
@@ -18,7 +16,7 @@ from whisper_server import auth, errors
 from whisper_server.admission import Admission
 from whisper_server.config import Config
 from whisper_server.engine import LoadedEngine
-from whisper_server.metrics import Metrics
+from whisper_server.state import State, attach, get_state
 
 access_log = logging.getLogger("whisper_server.access")
 
@@ -34,57 +32,6 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
-@dataclass
-class State:
-    """What the endpoints share: the loaded engine (None until ready), counters and start time."""
-
-    config: Config
-    admission: Admission
-    started: float = field(default_factory=time.monotonic)
-    loaded: Optional[LoadedEngine] = None
-    warnings: list[str] = field(default_factory=list)
-    # Set on SIGTERM: /v1 answers 503 shutting_down while what is in flight finishes.
-    draining: threading.Event = field(default_factory=threading.Event)
-    inflight: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def enter(self) -> None:
-        with self._lock:
-            self.inflight += 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self.inflight -= 1
-
-    def drain(self, grace: float) -> bool:
-        """Refuse new work, then wait up to `grace` seconds for every request in flight to be sent
-        in full. True when none is left."""
-        self.draining.set()
-        deadline = time.monotonic() + grace
-        while True:
-            with self._lock:
-                if self.inflight == 0:
-                    return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-
-    def set_loaded(self, loaded: LoadedEngine) -> None:
-        with self._lock:
-            self.loaded = loaded
-            self.warnings.extend(loaded.warnings)
-
-    @property
-    def ready(self) -> bool:
-        return self.loaded is not None
-
-    @property
-    def model_ids(self) -> tuple[str, ...]:
-        """The names the loaded model answers to: the aliases, then its own name."""
-        aliases, own = self.config.model_aliases, model_name(self.config.model)
-        return aliases if own in aliases else (*aliases, own)
-
-
 def loggable(text: str, limit: int = 200) -> str:
     """What a client sent, made safe for a one-line log record: anything outside printable ASCII
     (newlines above all, which would forge records), spaces, '=' and '%' percent-encoded, then cut."""
@@ -92,20 +39,12 @@ def loggable(text: str, limit: int = 200) -> str:
     return safe if len(safe) <= limit else safe[:limit] + "..."
 
 
-def model_name(model: str) -> str:
-    """The id a model is listed under: a hub name as given, a folder by its name."""
-    return model.rstrip("/").split("/")[-1] if model.startswith(("/", ".", "~")) else model
-
-
 def create_app(config: Config, loaded: Optional[LoadedEngine] = None) -> Flask:
     app = Flask("whisper_server")
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.config["WHISPER"] = config
-    admission = Admission(config.workers, config.max_queue)
-    state = State(config=config, admission=admission)
-    app.extensions["whisper"] = state
-    app.extensions["whisper_metrics"] = Metrics(admission, state)
+    state = State(config=config, admission=Admission(config.workers, config.max_queue))
+    attach(app, state)
     if loaded is not None:
         state.set_loaded(loaded)
 
@@ -120,8 +59,8 @@ def create_app(config: Config, loaded: Optional[LoadedEngine] = None) -> Flask:
 
 
 def _register_hooks(app: Flask) -> None:
-    metrics: Metrics = app.extensions["whisper_metrics"]
-    state: State = app.extensions["whisper"]
+    state = get_state(app)
+    metrics = state.metrics
 
     @app.before_request
     def _start():
@@ -143,12 +82,7 @@ def _register_hooks(app: Flask) -> None:
                 code="headers_too_large",
             )
         if state.draining.is_set() and request.path.startswith("/v1/"):
-            raise errors.APIError(
-                503,
-                "The server is shutting down (a restart or deploy); retry in a few seconds.",
-                code="shutting_down",
-                headers={"Retry-After": "5"},
-            )
+            raise errors.shutting_down()
 
     @app.after_request
     def _finish(response):

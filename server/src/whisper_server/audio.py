@@ -7,13 +7,13 @@ then bounded by the piece, not by the file: 25 MB of Opus can hold many hours. N
 
 from __future__ import annotations
 
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterator
 
 import av
 import numpy as np
 
-from whisper_server.engine import SAMPLE_RATE
-from whisper_server.errors import APIError
+from whisper_server.engine.types import SAMPLE_RATE
+from whisper_server.errors import APIError, audio_too_long, invalid_audio
 
 # What a broken or non-audio upload makes PyAV raise. Anything else is a real fault (500).
 _DECODE_ERRORS = (av.error.FFmpegError, IndexError, ValueError, EOFError, UnicodeDecodeError)
@@ -21,27 +21,6 @@ _DECODE_ERRORS = (av.error.FFmpegError, IndexError, ValueError, EOFError, Unicod
 CUT_SEARCH_SECONDS = 10.0
 # The shortest pause worth cutting at.
 MIN_PAUSE_SECONDS = 0.3
-
-
-def invalid_audio(detail: object) -> APIError:
-    return APIError(
-        400,
-        "Audio file could not be decoded or its format is not supported "
-        f"(supported: anything ffmpeg reads, e.g. ogg/opus, m4a, mp3, wav, flac, webm): {detail}",
-        param="file",
-        code="invalid_audio",
-    )
-
-
-def audio_too_long(limit: float, found: Optional[float] = None) -> APIError:
-    what = f"is {found / 60:.1f} minutes long" if found is not None else "runs past the limit"
-    return APIError(
-        413,
-        f"The audio {what}; this server takes at most {limit / 60:g} minutes per request "
-        "(--max-audio-seconds). Split it, or raise the limit.",
-        param="file",
-        code="audio_too_long",
-    )
 
 
 def _open(upload: BinaryIO):

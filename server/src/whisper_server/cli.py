@@ -12,6 +12,7 @@ from whisper_server import logs, serving
 from whisper_server.app import create_app
 from whisper_server.config import ConfigError, load_config
 from whisper_server.engine import ModelLoadError, load_engine
+from whisper_server.state import get_state
 
 log = logging.getLogger("whisper_server")
 
@@ -38,7 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("cannot start: %s", exc)
         server.close()
         return 1
-    app.extensions["whisper"].set_loaded(loaded)
+    get_state(app).set_loaded(loaded)
     log.info(
         "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d streams=%d "
         "cpu_threads=%d auth=%s allowed_hosts=%s",
@@ -59,7 +60,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
-    state = app.extensions["whisper"]
+    state = get_state(app)
     log.info(
         "shutting down: refusing new requests, %d in flight get up to %gs to finish",
         state.inflight,

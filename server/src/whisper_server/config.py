@@ -1,12 +1,11 @@
 """Server configuration: one frozen dataclass, built once from CLI flags and WHISPER_* variables.
 
-A flag beats its environment variable, which beats the default. Nothing here is global: the
-result is handed to create_app() and to the engine loader.
+A flag beats its environment variable, which beats the default (the options and their parser are in
+options.py). Nothing here is global: the result is handed to create_app() and to the engine loader.
 """
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import re
@@ -14,16 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from whisper_server.options import OPENAI_MODEL_NAMES, ConfigError, parse_options
+
 DEVICES = ("auto", "cpu", "cuda")
-# OpenAI's transcription model names. Clients default to one of them (OpenClaw and its bundled skill
-# send gpt-4o-transcribe), so by default each one answers for the loaded model.
-OPENAI_MODEL_NAMES = (
-    "whisper-1",
-    "gpt-4o-transcribe",
-    "gpt-4o-mini-transcribe",
-    "gpt-4o-mini-transcribe-2025-12-15",
-    "gpt-transcribe",
-)
 
 
 def usable_cores() -> int:
@@ -38,10 +30,6 @@ def default_workers() -> int:
     """Requests transcribed at once: enough for their windows to fill batches while the model runs,
     twice the cores, from 4 to 16. Waiting requests hold only their compressed upload."""
     return min(16, max(4, 2 * usable_cores()))
-
-
-class ConfigError(ValueError):
-    """A setting is invalid; the message names the flag and its variable."""
 
 
 # Room for the multipart envelope and the form fields around a file of the full allowed size.
@@ -113,138 +101,6 @@ class Config:
         return self.max_upload_bytes + FORM_OVERHEAD_BYTES
 
 
-# name, type, default, help. The environment variable is WHISPER_<NAME upper-cased>.
-_OPTIONS: tuple[tuple[str, type, object, str], ...] = (
-    ("model", str, None, "local CTranslate2 model folder, or a faster-whisper model name (e.g. small)"),
-    ("host", str, "127.0.0.1", "address to bind (0.0.0.0 for the LAN, which needs a key)"),
-    ("port", int, 8000, "port to bind"),
-    ("device", str, "auto", "auto, cpu or cuda"),
-    (
-        "compute_type",
-        str,
-        "auto",
-        "CTranslate2 compute type; auto = the best the device supports (CTranslate2's own query): "
-        "float16 on most GPUs, int8 on CPU",
-    ),
-    (
-        "workers",
-        int,
-        "auto",
-        "transcriptions run at once, their windows batched together; auto = twice the usable cores, 4 to 16",
-    ),
-    ("max_queue", int, 8, "requests allowed to wait for a worker; past that, 429"),
-    ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB"),
-    (
-        "api_key_file",
-        Path,
-        None,
-        "file holding the API key; when set, /v1 and /metrics need 'Authorization: Bearer <key>', and /health "
-        "without it tells only its status. Without a key the server listens only on loopback",
-    ),
-    (
-        "allowed_hosts",
-        str,
-        "",
-        "comma-separated names and addresses the Host header may carry (port ignored, any case), against DNS "
-        "rebinding; others get 400 host_not_allowed; empty = any",
-    ),
-    ("log_dir", Path, None, "folder for the rotating request log (stdout always gets it too)"),
-    (
-        "model_names",
-        str,
-        ",".join(OPENAI_MODEL_NAMES),
-        "comma-separated OpenAI model names that map to the loaded model (narrow it to refuse the others)",
-    ),
-    ("model_alias", str, "", "comma-separated extra model names that map to the loaded model"),
-    ("beam_size", int, 5, "beam size for decoding"),
-    (
-        "batch_size",
-        int,
-        0,
-        "most 30 s windows decoded in one model call, across concurrent requests and within long audio; "
-        "0 = auto (4 on CPU, 16 on CUDA); 1 = no batching",
-    ),
-    (
-        "streams",
-        int,
-        0,
-        "model calls run at once, each over a batch; 0 = auto (on a CPU: 2, one more per 4 cores past 8; on CUDA: 1)",
-    ),
-    (
-        "cpu_threads",
-        int,
-        "auto",
-        "threads each model call computes with on CPU; auto = the usable cores, at most 8",
-    ),
-    ("download_root", Path, None, "where model names are downloaded (default: the Hugging Face cache)"),
-    (
-        "max_audio_seconds",
-        float,
-        14400.0,
-        "longest audio accepted per request, in seconds; longer gets 413 audio_too_long",
-    ),
-    (
-        "piece_seconds",
-        float,
-        180.0,
-        "audio is decoded and transcribed this many seconds at a time (cut at a pause): memory per request",
-    ),
-    (
-        "shutdown_grace",
-        float,
-        15.0,
-        "seconds running requests get to finish after SIGTERM (keep it below systemd's TimeoutStopSec)",
-    ),
-)
-
-# Options whose default depends on the machine: "auto" leaves it to Config.
-_AUTO = ("workers", "cpu_threads")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _env_name(name: str) -> str:
-    return "WHISPER_" + name.upper()
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="whisper-server",
-        description="OpenAI-compatible speech-to-text server (faster-whisper). "
-        "Every flag can also be set with the WHISPER_* variable named in its help.",
-    )
-    for name, _kind, default, text in _OPTIONS:
-        env = _env_name(name)
-        raw = environ.get(env)
-        value = default if raw is None or raw == "" else raw
-        parser.add_argument(_flag(name), dest=name, default=value, help=f"{text} [{env}; default: {default}]")
-    vad_raw = environ.get("WHISPER_VAD", "true").strip().lower()
-    if vad_raw not in _TRUE | _FALSE:
-        raise ConfigError(f"WHISPER_VAD must be true or false, not {vad_raw!r}")
-    parser.add_argument(
-        "--vad",
-        action=argparse.BooleanOptionalAction,
-        default=vad_raw in _TRUE,
-        help="voice activity detection, which suppresses hallucinations on silence [WHISPER_VAD; default: on]",
-    )
-    return parser
-
-
-def _convert(name: str, kind: type, value: object) -> object:
-    if value == "auto" and name in _AUTO:
-        return None  # the Config's own default, worked out from this machine
-    if value is None or kind is str:
-        return value
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{_flag(name)} / {_env_name(name)}: {value!r} is not a valid {kind.__name__}") from None
-
-
 def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
     """Build the Config from flags and environment. Raises ConfigError with a clear message.
 
@@ -254,13 +110,11 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     environ = dict(os.environ) if own else environ
     if own:
         os.environ.pop("WHISPER_API_KEY", None)
-    args = vars(build_parser(environ).parse_args(argv))
-    values = {name: _convert(name, kind, args[name]) for name, kind, _, _ in _OPTIONS}
-    values = {name: value for name, value in values.items() if not (value is None and name in _AUTO)}
+    values = parse_options(argv, environ)
     names = _names(values.pop("model_names")) + _names(values.pop("model_alias"))
     values["model_aliases"] = tuple(dict.fromkeys(names))
     values["allowed_hosts"] = _allowed_hosts(values.pop("allowed_hosts"))
-    config = Config(vad=args["vad"], **values)
+    config = Config(**values)
     validate(config)
     if config.api_key_file is not None:
         config = _with_api_key(config)

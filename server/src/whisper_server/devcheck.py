@@ -17,13 +17,13 @@ import sys
 from typing import Optional, Sequence
 
 from whisper_server.config import Config
-from whisper_server.engine import (
+from whisper_server.engine.device import (
     CUDA_LIBRARIES,
     SYSTEM_PROBE,
     ModelLoadError,
     Probe,
-    _gpu_name,
     choose_device,
+    gpu_name,
     resolve_compute_type,
 )
 
@@ -53,7 +53,7 @@ def check(device: str, compute_type: str, probe: Probe = SYSTEM_PROBE) -> dict:
         report["compute_types"] = sorted(probe.supported_compute_types(chosen))
         report["compute_type"] = resolve_compute_type(config, chosen, probe)
         if chosen == "cuda":
-            report["gpu"] = _gpu_name()
+            report["gpu"] = gpu_name()
     except ModelLoadError as exc:
         report["error"] = str(exc)
     return report

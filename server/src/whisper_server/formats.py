@@ -6,7 +6,7 @@ import json
 import math
 from typing import Callable, Sequence
 
-from whisper_server.engine import Info, Segment
+from whisper_server.engine.types import Info, Segment
 
 # Whisper's language codes and the English names OpenAI reports in verbose_json.
 LANGUAGES = dict(

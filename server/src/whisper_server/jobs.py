@@ -13,7 +13,7 @@ from typing import BinaryIO, Callable, Iterator, Optional
 
 from whisper_server import audio
 from whisper_server.admission import Admission, Ticket
-from whisper_server.engine import Engine, Info, Options, Segment, Word
+from whisper_server.engine.types import Engine, Info, Options, Segment, to_words
 from whisper_server.metrics import Metrics
 
 # How much of the text so far is handed to the next piece as its prompt, so it reads on.
@@ -112,14 +112,11 @@ class Job:
 def _shifted(segment: Segment, offset: float, index: int) -> Segment:
     if offset == 0 and segment.id == index:
         return segment
-    words = None
-    if segment.words is not None:
-        words = tuple(Word(w.start + offset, w.end + offset, w.word, w.probability) for w in segment.words)
     return dataclasses.replace(
         segment,
         id=index,
         seek=segment.seek + int(round(offset * 100)),
         start=segment.start + offset,
         end=segment.end + offset,
-        words=words,
+        words=to_words(segment.words, offset),
     )

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from whisper_server import __version__, auth
+from whisper_server import __version__, auth, errors
+from whisper_server.state import State, get_state
 
 ops = Blueprint("ops", __name__)
 
 
 @ops.get("/health")
 def health():
-    state = current_app.extensions["whisper"]
+    state = get_state()
     loaded = state.loaded
     status = "shutting_down" if state.draining.is_set() else "ready" if loaded else "loading"
     if auth.has_key(state.config, request.headers.get("Authorization")):
@@ -27,11 +28,11 @@ def health():
     response = jsonify(body)
     if status != "ready":
         response.status_code = 503
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = errors.RETRY_SOON
     return response
 
 
-def _details(state, status: str) -> dict:
+def _details(state: State, status: str) -> dict:
     loaded = state.loaded
     return {
         "status": status,
@@ -53,6 +54,7 @@ def _details(state, status: str) -> dict:
 
 @ops.get("/metrics")
 def metrics():
-    auth.require_key(current_app.extensions["whisper"].config, request.headers.get("Authorization"))
-    registry = current_app.extensions["whisper_metrics"].registry
+    state = get_state()
+    auth.require_key(state.config, request.headers.get("Authorization"))
+    registry = state.metrics.registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

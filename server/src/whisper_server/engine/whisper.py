@@ -1,0 +1,105 @@
+"""WhisperEngine: faster-whisper behind the Engine interface, its model calls on a shared Batcher."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import numpy as np
+
+from whisper_server.engine.batcher import Batcher, _checked
+from whisper_server.engine.types import SAMPLE_RATE, Info, Options, Segment, to_words
+
+# Whisper's own fallback schedule, used when the client asks for temperature 0 (OpenAI's default):
+# decode greedily, and raise the temperature only when the result looks like a failure.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+RANDOM_SEED = 20261124
+
+# One Whisper window, in samples: audio past it goes through batched inference.
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+
+
+class WhisperEngine:
+    """faster-whisper behind the Engine interface, on a Batcher shared by all requests.
+
+    Audio of one window or less (a voice note) is decoded by WhisperModel.transcribe: timestamped
+    segments and Whisper's temperature fallback. Longer audio is cut at pauses by VAD into chunks of
+    up to one window, decoded as a batch by BatchedInferencePipeline. Either way the model calls of
+    concurrent requests are batched together by the Batcher."""
+
+    def __init__(self, model, *, beam_size: int, vad: bool, batch_size: int, streams: int = 1):
+        if not isinstance(model.model, Batcher):
+            sot = model.hf_tokenizer.token_to_id("<|startoftranscript|>") if hasattr(model, "hf_tokenizer") else None
+            model.model = Batcher(model.model, max_windows=batch_size, sot=sot, streams=streams)
+        self._model = model
+        self._beam_size = beam_size
+        self._vad = vad
+        self._batch_size = batch_size
+        self.multilingual = bool(model.model.is_multilingual)
+
+    @property
+    def calls_by_windows(self) -> dict[int, int]:
+        return self._model.model.calls_by_windows
+
+    def transcribe(
+        self, audio: np.ndarray, options: Options, check: Callable[[], None] = lambda: None
+    ) -> tuple[Iterator[Segment], Info]:
+        temperature = FALLBACK_TEMPERATURES if options.temperature == 0 else (options.temperature,)
+        kwargs = dict(
+            language=options.language,
+            task=options.task,
+            beam_size=self._beam_size,
+            temperature=list(temperature),
+            initial_prompt=options.prompt or None,
+            word_timestamps=options.word_timestamps,
+            vad_filter=self._vad,
+            without_timestamps=not (options.timestamps or options.word_timestamps),
+        )
+        if self._batch_size > 1 and audio.shape[0] > WINDOW_SAMPLES:
+            # One pipeline per request: it keeps state between calls (last_speech_timestamp), which
+            # concurrent requests must not share. It is a thin wrapper; the model is shared.
+            # Imported here: the pipeline's module imports faster-whisper, which importing the engine must not.
+            from whisper_server.engine.fallback import FallbackPipeline
+
+            pipeline = FallbackPipeline(model=self._model)
+            if not self._vad:
+                # Without VAD the pipeline needs the windows given; it refuses audio over 30 s otherwise.
+                length = audio.shape[0] / SAMPLE_RATE
+                starts = range(0, math.ceil(length), 30)
+                kwargs["clip_timestamps"] = [{"start": float(s), "end": min(s + 30.0, length)} for s in starts]
+            segments, info = pipeline.transcribe(audio, batch_size=self._batch_size, **kwargs)
+        else:
+            if options.context:
+                kwargs["initial_prompt"] = " ".join(p for p in (options.prompt, options.context) if p)
+            segments, info = self._model.transcribe(audio, **kwargs)
+        return _checked(_as_segments(segments), check), Info(language=info.language, duration=float(info.duration))
+
+    def warm_up(self) -> None:
+        """One real decode, VAD off so it cannot be skipped: the first request then pays no start-up
+        cost, and a missing CUDA library shows now rather than on a user's voice note."""
+        noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32)
+        segments, _ = self._model.transcribe(
+            noise, language="en", beam_size=self._beam_size, vad_filter=False, without_timestamps=True
+        )
+        for _ in segments:
+            pass
+
+
+def _as_segments(segments) -> Iterator[Segment]:
+    """faster-whisper's segments as ours, numbered from 0, as they are decoded."""
+    for index, s in enumerate(segments):
+        yield Segment(
+            id=index,
+            seek=int(s.seek),
+            start=float(s.start),
+            end=float(s.end),
+            text=s.text,
+            tokens=tuple(s.tokens),
+            temperature=float(s.temperature or 0.0),
+            avg_logprob=float(s.avg_logprob),
+            compression_ratio=float(s.compression_ratio),
+            no_speech_prob=float(s.no_speech_prob),
+            words=to_words(s.words),
+        )
