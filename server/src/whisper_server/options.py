@@ -28,16 +28,27 @@ class ConfigError(ValueError):
 
 # name, type, default, help. The environment variable is WHISPER_<NAME upper-cased>.
 _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
-    ("model", str, None, "local CTranslate2 model folder, or a faster-whisper model name (e.g. small)"),
-    ("host", str, "127.0.0.1", "address to bind (0.0.0.0 for the LAN, which needs a key)"),
+    (
+        "model",
+        str,
+        None,
+        "a local CTranslate2 model folder, or a faster-whisper model name (tiny.en, small, large-v3, a Hugging Face "
+        "repo id)",
+    ),
+    (
+        "host",
+        str,
+        "127.0.0.1",
+        "address to bind; any other than loopback needs a key (--api-key-file), or the server refuses to start",
+    ),
     ("port", int, 8000, "port to bind"),
-    ("device", str, "auto", "auto, cpu or cuda"),
+    ("device", str, "auto", "auto (CUDA when CTranslate2 sees a GPU and its libraries load, else CPU), cpu or cuda"),
     (
         "compute_type",
         str,
         "auto",
-        "CTranslate2 compute type; auto = the best the device supports (CTranslate2's own query): "
-        "float16 on most GPUs, int8 on CPU",
+        "CTranslate2 compute type; auto = the best of what CTranslate2 reports for the device: float16 on GPUs "
+        "with fast FP16, int8 on older ones (Pascal) and on CPUs; a type the device lacks is refused at start",
     ),
     (
         "workers",
@@ -45,8 +56,8 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "auto",
         "transcriptions run at once, their windows batched together; auto = twice the usable cores, 4 to 16",
     ),
-    ("max_queue", int, 8, "requests allowed to wait for a worker; past that, 429"),
-    ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB"),
+    ("max_queue", int, 8, "requests allowed to wait for a worker; past that, 429 with Retry-After"),
+    ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB (OpenAI's limit is 25 MB)"),
     (
         "api_key_file",
         Path,
@@ -61,7 +72,7 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "comma-separated names and addresses the Host header may carry (port ignored, any case), against DNS "
         "rebinding; others get 400 host_not_allowed; empty = any",
     ),
-    ("log_dir", Path, None, "folder for the rotating request log (stdout always gets it too)"),
+    ("log_dir", Path, None, "folder for whisper-server.log (rotated at 10 MiB, 5 kept); stdout always gets the log"),
     (
         "model_names",
         str,
@@ -94,21 +105,26 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "max_audio_seconds",
         float,
         14400.0,
-        "longest audio accepted per request, in seconds; longer gets 413 audio_too_long",
+        "longest audio accepted per request, in seconds; longer gets 413 audio_too_long, from the container's "
+        "duration before decoding where it states one, else while decoding",
     ),
     (
         "piece_seconds",
         float,
         180.0,
-        "audio is decoded and transcribed this many seconds at a time (cut at a pause): memory per request",
+        "audio is decoded and transcribed this many seconds at a time, cut at a pause (Silero VAD), so a "
+        "request's memory is bounded by the piece, not the file",
     ),
     (
         "shutdown_grace",
         float,
         15.0,
-        "seconds running requests get to finish after SIGTERM (keep it below systemd's TimeoutStopSec)",
+        "on SIGTERM, new requests get 503 shutting_down while running ones get this many seconds to finish; "
+        "then it exits 0 (keep it below systemd's TimeoutStopSec)",
     ),
 )
+
+_VAD_HELP = "voice activity detection (Silero), which stops hallucinations on silence"
 
 # Options whose default depends on the machine: "auto" leaves it to Config.
 _AUTO = ("workers", "cpu_threads")
@@ -142,9 +158,29 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--vad",
         action=argparse.BooleanOptionalAction,
         default=vad_raw in _TRUE,
-        help="voice activity detection, which suppresses hallucinations on silence [WHISPER_VAD; default: on]",
+        help=f"{_VAD_HELP} [WHISPER_VAD; default: on]",
     )
     return parser
+
+
+def _shown(name: str, default: object) -> str:
+    if name == "model":
+        return "(required)"
+    if default is None or default == "":
+        return "none"
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)
+
+
+def markdown_table() -> str:
+    """The flags table of server/README.md, from _OPTIONS (server/tools/flags_table.py writes it there)."""
+    rows = ["| flag | variable | default | meaning |", "|---|---|---|---|"]
+    for name, _kind, default, text in _OPTIONS:
+        shown = text.replace("<", "&lt;").replace(">", "&gt;")  # Markdown would take <key> for a tag
+        rows.append(f"| `{_flag(name)}` | `{_env_name(name)}` | `{_shown(name, default)}` | {shown} |")
+    rows.append(f"| `--vad` / `--no-vad` | `WHISPER_VAD` | `on` | {_VAD_HELP} |")
+    return "\n".join(rows) + "\n"
 
 
 def _parse_option(name: str, kind: type, value: object) -> object:
