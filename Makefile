@@ -51,11 +51,11 @@ system-deps:
 	done
 
 # The install is tried twice: a registry hiccup should not fail a whole run.
-$(STAMP): server/pyproject.toml server/requirements.lock server/requirements-dev.txt tests/requirements.txt
+$(STAMP): server/pyproject.toml tests/kit/pyproject.toml server/requirements.lock server/requirements-dev.txt tests/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(REQUIREMENTS) || $(BIN)/python -m pip install -q $(REQUIREMENTS)
-	$(BIN)/python -m pip install -q --no-deps -e server
+	$(BIN)/python -m pip install -q --no-deps -e server -e tests/kit
 	touch $@
 
 lint: setup

@@ -10,11 +10,8 @@ controller-side tests, which need no hosts (make test-roles).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# The server's test helpers (speech synthesis, WER) serve these checks too: `import support`.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server" / "tests"))
+# The shared test kit (tests/kit, installed by `make setup`) gives these checks the server tests' helpers
+# (speech synthesis, WER) and inventory_facts: `from whisperlab_testkit import support`.
 
 collect_ignore = ["lab", "roles"]
 

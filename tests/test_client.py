@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import testinfra
-from inventory_facts import addresses_of, home_of, server_user, sha256_of
 
-import support
+from whisperlab_testkit import support
+from whisperlab_testkit.inventory_facts import addresses_of, home_of, server_user, sha256_of
 
 GROUP = "clients"
 

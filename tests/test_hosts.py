@@ -1,6 +1,6 @@
 """Checks that need no role: every host is reachable, runs sshd, and has the Python Ansible needs."""
 
-from inventory_facts import is_darwin, listening_on
+from whisperlab_testkit.inventory_facts import is_darwin, listening_on
 
 
 def test_reachable(host):

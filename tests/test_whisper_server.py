@@ -10,9 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from inventory_facts import server_alias, server_user
 
-import support
+from whisperlab_testkit import support
+from whisperlab_testkit.inventory_facts import server_alias, server_user
 
 GROUP = "whisper_servers"
 

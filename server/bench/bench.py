@@ -31,9 +31,9 @@ import numpy as np
 import psutil
 import requests
 
+from whisperlab_testkit import support
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-import support  # noqa: E402
 
 SENTENCES = list(support.SENTENCES.values()) + [
     "Remember to water the plants and feed the cat before you leave the house.",

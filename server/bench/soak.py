@@ -26,9 +26,7 @@ import numpy as np
 import psutil
 import requests
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-import support  # noqa: E402
+from whisperlab_testkit import support
 
 RATE = 16000
 

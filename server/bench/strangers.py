@@ -23,9 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-import support  # noqa: E402
+from whisperlab_testkit import support
 
 CHUNK = b"\0" * (256 * 1024)
 

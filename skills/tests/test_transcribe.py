@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from whisperlab_testkit import support
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "server" / "tests"))
-import support  # noqa: E402
 
 SCRIPT = REPO / "skills" / "openai-whisper-api" / "scripts" / "transcribe.sh"
 SHELLS = ["dash", "bash"]

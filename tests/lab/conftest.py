@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import testinfra
-from inventory_facts import server_base, server_user
+
+from whisperlab_testkit.inventory_facts import server_base, server_user
 
 REPO = Path(__file__).resolve().parents[2]
 # The lab's CA (the whisper_server role makes it): the checks' HTTPS requests to the servers trust it,

@@ -15,8 +15,7 @@ trap 'rm -f "$sample"' EXIT
 
 said=$(python3 - "$sample" <<'PY'
 import sys
-sys.path.insert(0, "server/tests")
-import support
+from whisperlab_testkit import support
 with open(sys.argv[1], "wb") as out:
     out.write(support.speech("report", "ogg"))
 print(support.SENTENCES["report"])
@@ -27,8 +26,7 @@ PY
 score() {  # said heard: prints the word error rate; fails above 0.3
   python3 - "$1" "$2" <<'PY'
 import sys
-sys.path.insert(0, "server/tests")
-import support
+from whisperlab_testkit import support
 error = support.wer(sys.argv[1], sys.argv[2])
 print(f"  word error rate: {error:.2f}")
 sys.exit(0 if error <= 0.3 else 1)

@@ -8,18 +8,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 import testinfra
-from inventory_facts import backend_port, server_base, server_user
+
+from whisperlab_testkit import support
+from whisperlab_testkit.inventory_facts import backend_port, server_base, server_user
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "server" / "tests"))
-import support  # noqa: E402
 
 LAB = REPO / "tests" / "lab" / "lab.sh"
 GROUP = "clients"

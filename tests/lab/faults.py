@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from inventory_facts import server_base, server_user
+
+from whisperlab_testkit.inventory_facts import server_base, server_user
 
 LAB = Path(__file__).with_name("lab.sh")
 GROUP = "whisper_servers"

@@ -8,14 +8,13 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from whisperlab_testkit import support
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "server" / "tests"))
-import support  # noqa: E402
 
 LAB = REPO / "tests" / "lab" / "lab.sh"
 WORK = "/home/lab/whisperlab-openclaw"  # the lab user's home

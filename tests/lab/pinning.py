@@ -10,7 +10,8 @@ that is not the one the inventory means.
 from __future__ import annotations
 
 import testinfra
-from inventory_facts import home_of
+
+from whisperlab_testkit.inventory_facts import home_of
 
 GROUP = "clients"
 FOREIGN = "Host *\n  User nobody\n  IdentityFile ~/.ssh/id_nobody\n  IdentitiesOnly yes\n"

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import testinfra
-from inventory_facts import server_user
+
+from whisperlab_testkit.inventory_facts import server_user
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "clients"

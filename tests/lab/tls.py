@@ -10,7 +10,6 @@ import re
 import socket
 import struct
 import subprocess
-import sys
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -19,9 +18,9 @@ import pytest
 import requests
 import testinfra
 
+from whisperlab_testkit import support
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "server" / "tests"))
-import support  # noqa: E402
 
 LAB = REPO / "tests" / "lab" / "lab.sh"
 GROUP = "clients"

@@ -1,15 +1,12 @@
-"""The testinfra checks' macOS paths (tests/inventory_facts.py), against a STAND-IN host that answers
+"""The testinfra checks' macOS paths (the test kit's inventory_facts), against a STAND-IN host that answers
 in the format macOS's dscl and netstat print (written from that format; not captured on a Mac). No Mac
 runs here: this checks the parsing, and that no Linux-only command (getent, ss, sha256sum) is reached."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import inventory_facts  # noqa: E402
+from whisperlab_testkit import inventory_facts
 
 NETSTAT = """Active Internet connections (including servers)
 Proto Recv-Q Send-Q  Local Address          Foreign Address        (state)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import support
 from whisper_server.config import Config
 from whisper_server.engine import Options, load_engine
+from whisperlab_testkit import support
 
 pytestmark = pytest.mark.model
 

@@ -19,7 +19,18 @@ import jiwer
 import numpy as np
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+
+def _repo() -> Path:
+    """The whisperlab checkout: the folder holding site.yml, above this file (an editable install keeps it
+    in tests/kit/src) or else above the current directory; the current directory when neither has one."""
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for folder in (start, *start.parents):
+            if (folder / "site.yml").is_file():
+                return folder
+    return Path.cwd()
+
+
+REPO = _repo()
 SHARED_DATA = REPO.parent / "shared" / "data"
 CACHE = Path(os.environ.get("WHISPERLAB_CACHE", REPO / ".cache"))
 

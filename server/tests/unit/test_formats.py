@@ -2,9 +2,9 @@
 
 import json
 
-import support
 from whisper_server import formats
 from whisper_server.engine import Info, Segment, Word
+from whisperlab_testkit import support
 
 SEGMENTS = [
     Segment(

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from faster_whisper import decode_audio
 
-import support
 from conftest import start_server
+from whisperlab_testkit import support
 
 pytestmark = pytest.mark.model
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import support
+from whisperlab_testkit import support
 
 pytestmark = [
     pytest.mark.model,

@@ -1,8 +1,8 @@
 """The Batcher: model calls of concurrent requests decoded together, each caller getting its own.
 
-A stand-in for CTranslate2's Whisper records every call; its "encoder" keeps each window's first
-feature values, so a result can be traced back to the window it came from. No real model here:
-test_integration.py runs the real one.
+A stand-in for CTranslate2's Whisper (conftest.Inner) records every call; its "encoder" keeps each
+window's first feature values, so a result can be traced back to the window it came from. No real
+model here: integration/test_batching_and_lifecycle.py runs the real one.
 """
 
 from __future__ import annotations
@@ -13,45 +13,10 @@ import ctranslate2
 import numpy as np
 import pytest
 
+from conftest import Inner
 from whisper_server.engine.batcher import Batcher, Deferred
 
 SOT = 50258
-
-
-class Inner:
-    """CTranslate2's Whisper, as far as the Batcher uses it. `gate` holds the first generate call
-    until the test has queued the others behind it."""
-
-    is_multilingual = False
-    device = "cpu"
-
-    def __init__(self, gate: threading.Event | None = None, fail_on: float | None = None):
-        self.gate = gate
-        self.fail_on = fail_on
-        self.encoded: list[int] = []  # windows per encode call
-        self.generated: list[tuple[int, dict]] = []  # windows and settings per generate call
-        self.aligned: list[np.ndarray] = []
-        self.started = threading.Event()
-
-    def encode(self, features, to_cpu=False):
-        array = np.asarray(features)
-        self.encoded.append(array.shape[0])
-        return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[:, :1, :3]))
-
-    def generate(self, encoded, prompts, **kwargs):
-        first = not self.started.is_set()
-        self.started.set()
-        if self.gate is not None and first:
-            assert self.gate.wait(10)
-        windows = np.asarray(encoded)
-        self.generated.append((windows.shape[0], kwargs))
-        if self.fail_on is not None and self.fail_on in windows[:, 0, 0]:
-            raise ValueError("this window breaks the model")
-        return [(float(w[0, 0]), tuple(p)) for w, p in zip(windows, prompts)]
-
-    def align(self, encoded, *args):
-        self.aligned.append(np.asarray(encoded).copy())
-        return "aligned"
 
 
 def window(value: float, count: int = 1) -> ctranslate2.StorageView:
@@ -272,85 +237,6 @@ def test_with_two_streams_a_second_batch_runs_while_the_first_is_held():
     gate.set()
     first.join(10)
     assert results[1.0] == [(1.0, tuple(prompt()))]
-
-
-class FakeWhisperModel:
-    """faster-whisper's WhisperModel as WhisperEngine uses it: records what it is asked."""
-
-    def __init__(self):
-        self.model = Inner()
-        self.asked: list[tuple[str, int, dict]] = []
-
-    def transcribe(self, audio, **kwargs):
-        self.asked.append(("sequential", audio.size, kwargs))
-        return iter([]), type("Info", (), {"language": "en", "duration": audio.size / 16000})()
-
-
-@pytest.fixture
-def recorded(monkeypatch):
-    from whisper_server.engine import fallback
-
-    model = FakeWhisperModel()
-
-    class Pipeline:
-        def __init__(self, model):
-            self.model = model
-
-        def transcribe(self, audio, **kwargs):
-            self.model.asked.append(("batched", audio.size, kwargs))
-            return iter([]), type("Info", (), {"language": "en", "duration": audio.size / 16000})()
-
-    monkeypatch.setattr(fallback, "FallbackPipeline", Pipeline)
-    return model
-
-
-@pytest.mark.parametrize(
-    "seconds, options, path, without_timestamps",
-    [
-        (5, dict(timestamps=False), "sequential", True),
-        (5, dict(timestamps=True), "sequential", False),
-        (5, dict(timestamps=False, word_timestamps=True), "sequential", False),
-        (30, dict(timestamps=False), "sequential", True),
-        (31, dict(timestamps=False), "batched", True),
-        (300, dict(timestamps=True), "batched", False),
-    ],
-)
-def test_the_engine_batches_audio_past_one_window_and_skips_unwanted_timestamps(
-    recorded, seconds, options, path, without_timestamps
-):
-    from whisper_server.engine import Options
-    from whisper_server.engine.whisper import WhisperEngine
-
-    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=8)
-    list(engine.transcribe(np.zeros(seconds * 16000, dtype=np.float32), Options(**options))[0])
-    ((taken, size, kwargs),) = recorded.asked
-    assert (taken, size) == (path, seconds * 16000)
-    assert kwargs["without_timestamps"] is without_timestamps
-    assert kwargs["temperature"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0] and kwargs["vad_filter"] is True
-    if path == "batched":
-        assert kwargs["batch_size"] == 8
-
-
-def test_the_text_so_far_reads_on_only_where_windows_follow_each_other(recorded):
-    from whisper_server.engine import Options
-    from whisper_server.engine.whisper import WhisperEngine
-
-    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=8)
-    for seconds in (20, 90):
-        options = Options(prompt="Names: Ada.", context="and so we met.")
-        list(engine.transcribe(np.zeros(seconds * 16000, dtype=np.float32), options)[0])
-    (short, _, short_kwargs), (long, _, long_kwargs) = recorded.asked
-    assert (short, short_kwargs["initial_prompt"]) == ("sequential", "Names: Ada. and so we met.")
-    assert (long, long_kwargs["initial_prompt"]) == ("batched", "Names: Ada.")
-
-
-def test_batch_size_one_keeps_long_audio_sequential(recorded):
-    from whisper_server.engine import Options
-    from whisper_server.engine.whisper import WhisperEngine
-
-    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=1)
-    list(engine.transcribe(np.zeros(90 * 16000, dtype=np.float32), Options())[0])
-    assert recorded.asked[0][0] == "sequential"
 
 
 def test_on_a_cpu_two_streams_never_encode_at_once():

@@ -1,112 +1,20 @@
-"""Jobs and piecewise decoding, on a fake engine: bounded pieces cut at pauses, timestamps in the
-whole file, the audio-length limit, and a departed client stopping its job."""
+"""Jobs on a fake engine: segments across pieces carry whole-file times, and a departed client stops its
+job, queued or running, down to the next model call."""
 
 from __future__ import annotations
 
 import io
 import threading
 
-import av
 import numpy as np
 import pytest
 
-from conftest import FakeEngine, make_app
-from whisper_server import audio
+from conftest import FakeEngine, encode, make_app, silence, tone
 from whisper_server.admission import Admission
-from whisper_server.engine import SAMPLE_RATE, Options
-from whisper_server.errors import APIError
+from whisper_server.engine import Options
 from whisper_server.jobs import ClientGone, Job
 from whisper_server.metrics import Metrics
 from whisper_server.state import get_state
-
-
-def encode(samples: np.ndarray, container: str = "wav", codec: str = "pcm_s16le") -> io.BytesIO:
-    out = io.BytesIO()
-    with av.open(out, mode="w", format=container) as file:
-        stream = file.add_stream(codec, rate=SAMPLE_RATE, layout="mono")
-        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-        for start in range(0, pcm.size, SAMPLE_RATE):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + SAMPLE_RATE], format="s16", layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            for packet in stream.encode(frame):
-                file.mux(packet)
-        for packet in stream.encode(None):
-            file.mux(packet)
-    out.seek(0)
-    return out
-
-
-def tone(seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
-
-
-def loud_spans(samples: np.ndarray) -> list[dict]:
-    """A stand-in VAD: 'speech' wherever the signal is loud, in 50 ms steps."""
-    step = SAMPLE_RATE // 20
-    loud = np.abs(samples[: samples.size // step * step]).reshape(-1, step).max(axis=1) > 0.05
-    spans, start = [], None
-    for i, on in enumerate(loud):
-        if on and start is None:
-            start = i * step
-        if not on and start is not None:
-            spans.append({"start": start, "end": i * step})
-            start = None
-    if start is not None:
-        spans.append({"start": start, "end": loud.size * step})
-    return spans
-
-
-def test_pieces_are_bounded_cut_at_pauses_and_cover_everything():
-    # 100 s: speech with a 1 s pause every 12 s. Pieces of at most 40 s must end inside a pause.
-    parts = []
-    while sum(p.size for p in parts) < 100 * SAMPLE_RATE:
-        parts += [tone(11), silence(1)]
-    samples = np.concatenate(parts)[: 100 * SAMPLE_RATE]
-    got = list(audio.pieces(encode(samples), max_seconds=600, piece_seconds=40, find_speech=loud_spans))
-    assert len(got) >= 3
-    offset = 0.0
-    for start, piece in got:
-        assert start == pytest.approx(offset, abs=1e-6)
-        assert piece.size <= 40 * SAMPLE_RATE
-        offset += piece.size / SAMPLE_RATE
-    assert offset == pytest.approx(100, abs=0.05)
-    for start, piece in got[:-1]:
-        end = start + piece.size / SAMPLE_RATE
-        assert end % 12 > 11 - 0.01, f"cut at {end:.2f}s is not in a pause"  # pauses lie at 11..12 s mod 12
-
-
-def test_cut_falls_back_to_the_quietest_moment_without_a_pause():
-    samples = tone(40)
-    samples[int(35.5 * SAMPLE_RATE) : int(35.55 * SAMPLE_RATE)] *= 0.01
-    cut = audio.cut_point(samples, lambda tail: [{"start": 0, "end": tail.size}])
-    assert abs(cut / SAMPLE_RATE - 35.525) < 0.05
-
-
-def test_audio_past_the_limit_is_413_from_the_container_or_while_decoding():
-    with pytest.raises(APIError) as stated:
-        audio.probe(encode(tone(5)), max_seconds=3)
-    assert stated.value.status == 413 and stated.value.envelope["error"]["code"] == "audio_too_long"
-    # Where a container states no duration, the limit holds while decoding (pieces() never trusts
-    # the header: it counts what it decodes).
-    with pytest.raises(APIError) as decoded:
-        list(audio.pieces(encode(tone(5)), max_seconds=3, piece_seconds=30, find_speech=loud_spans))
-    assert decoded.value.status == 413 and decoded.value.envelope["error"]["code"] == "audio_too_long"
-
-
-def test_the_server_answers_audio_too_long_in_the_envelope(wav_bytes):
-    client = make_app(max_audio_seconds=0.5).test_client()
-    response = client.post(
-        "/v1/audio/transcriptions",
-        content_type="multipart/form-data",
-        data={"model": "whisper-1", "file": (io.BytesIO(wav_bytes), "a.wav")},
-    )
-    assert response.status_code == 413
-    assert response.get_json()["error"]["code"] == "audio_too_long"
 
 
 def job(engine, upload, client_gone=lambda: False, piece_seconds=30.0, admission=None, stats=None):
