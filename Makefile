@@ -21,7 +21,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
 REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
 
-.PHONY: help setup system-deps lint test test-server test-skill test-roles test-lab lab lab-down status bench soak clean
+.PHONY: help setup system-deps dist lint test test-server test-skill test-roles test-lab lab lab-down status bench soak clean
 
 help:
 	@echo "make lab       boot the simulated three-host lab, provision it, transcribe through it"
@@ -30,6 +30,7 @@ help:
 	@echo "make test      lint, server, skill and role tests, then the lab sequence (converge, idempotence, check, verify, faults)"
 	@echo "make setup     install the system packages and the Python venv ($(VENV))"
 	@echo "make lint      ruff, shellcheck, yamllint, ansible-lint, syntax check"
+	@echo "make dist      the server's wheel, named for its source, in dist/ (the server play builds it too)"
 	@echo "make bench   benchmarks; figures go to bench-results/ (copy them into README.md)"
 	@echo "make soak    long uploads (1 h, 3 h) and a bounded mix of clients against the real server"
 	@echo "make clean   remove the venv and caches"
@@ -57,6 +58,10 @@ $(STAMP): server/pyproject.toml tests/kit/pyproject.toml server/requirements.loc
 	$(BIN)/python -m pip install -q $(REQUIREMENTS) || $(BIN)/python -m pip install -q $(REQUIREMENTS)
 	$(BIN)/python -m pip install -q --no-deps -e server -e tests/kit
 	touch $@
+
+# The wheel the server play installs on each box; built again only when the source changes.
+dist: setup
+	$(BIN)/python server/tools/dist.py --out dist
 
 lint: setup
 	$(BIN)/ruff check .

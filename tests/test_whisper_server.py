@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -180,6 +182,13 @@ def test_health_ready_with_expected_model(host, facts):
     assert body["status"] == "ready"
     assert body["model"] == model
     assert host.file(model + "/model.bin").exists
+
+
+def test_the_server_runs_this_repositorys_source(host, facts):
+    # The wheel's version names the source it was built from; /health reports the installed one.
+    dist = Path(__file__).resolve().parents[1] / "server" / "tools" / "dist.py"
+    version = subprocess.run([sys.executable, str(dist), "--version"], capture_output=True, text=True, check=True)
+    assert health(host, facts)["version"] == version.stdout.strip()
 
 
 def test_health_without_the_key_tells_only_its_status(host, facts):

@@ -1,6 +1,6 @@
 """Lab-only: the server play on the last server host, in two situations a real lab meets:
 
-- an upgrade interrupted between copying the new source and installing it is finished by the next run
+- an upgrade interrupted between copying the new wheel and installing it is finished by the next run
 - a server bound to one address (whisper_server_host) passes its health gate and the testinfra checks
 """
 
@@ -45,13 +45,13 @@ def test_an_interrupted_upgrade_is_finished_by_the_next_run(box, server_play, tm
     init = release / "server" / "src" / "whisper_server" / "__init__.py"
     init.write_text(init.read_text() + marker + "\n")
     try:
-        # The run copies the new source, then fails before installing it (a pip install that cannot
+        # The run builds and copies the new wheel, then fails before installing it (a pip install that cannot
         # succeed stands in for a lost connection or a full disk).
         bad = {"whisper_server_cuda_pip_packages": ["whisperlab-no-such-package==0"]}
         broken = server_play(box, "-e", json.dumps(bad), repo=release)
         assert broken.returncode != 0
         assert marker not in installed_init(box)
-        # The next, ordinary run must install the source it finds already copied.
+        # The next, ordinary run must install the wheel it finds already copied.
         assert server_play(box, repo=release).returncode == 0
         assert marker in installed_init(box)
     finally:
