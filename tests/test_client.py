@@ -26,7 +26,7 @@ def setup(host, request):
     variables = host.ansible.get_variables()
     inventory = request.config.option.ansible_inventory
     first_alias = variables.get("whisperlab_server_alias", "wsl.home")
-    short = variables.get("ssh_trust_short_name", "wsl")
+    short = variables.get("whisperlab_server_short_name", variables.get("ssh_trust_short_name", "wsl"))
     servers = []
     for index, name in enumerate(variables["groups"]["whisper_servers"], start=1):
         server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
@@ -37,7 +37,7 @@ def setup(host, request):
                 "address": server_vars.get("ansible_host", name),
                 "alias": server_vars.get("whisperlab_host_alias", default_alias(first_alias, index)),
                 "port": int(server_vars.get("whisper_server_port", variables.get("whisperlab_server_port", 8000))),
-                "short": short if index == 1 else f"{short}{index}",
+                "short": server_vars.get("whisperlab_host_short_name", short if index == 1 else f"{short}{index}"),
             }
         )
     user = variables.get("whisper_skill_user") or variables["ansible_user"]
