@@ -1,8 +1,11 @@
-"""Fixtures for the lab-only checks (run by tests/lab/sequence.sh, never by `pytest tests/`)."""
+"""The one conftest of the lab's checks (tests/lab/test_*.py; never collected by `pytest tests/`). The lab
+sequence runs those marked before_converge first, then all the others once the lab is provisioned:
+
+    pytest tests/lab -m "not before_converge" --hosts=ansible://all --ansible-inventory=inventory/lab/hosts.yml
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,11 +14,16 @@ import pytest
 import testinfra
 
 from whisperlab_testkit.inventory_facts import server_base, server_user
+from whisperlab_testkit.lab import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 # The lab's CA (the whisper_server role makes it): the checks' HTTPS requests to the servers trust it,
 # and only it, as the clients do.
 LAB_CA = REPO / "inventory" / "lab" / ".secrets" / "tls" / "ca.crt"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "before_converge: runs on the fresh lab, before the first converge")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,11 +42,7 @@ def run_role(request, tmp_path):
         """Returns the run's output; a run that fails (or, with expect_failure, succeeds) fails the test."""
         playbook = tmp_path / f"{role}.yml"
         playbook.write_text(f"- name: Only {role}\n  hosts: {group}\n  roles: [{role}]\n")
-        extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
-        result = subprocess.run(
-            ["ansible-playbook", "-i", inventory, str(playbook), *extra], capture_output=True, text=True, timeout=300
-        )
-        print(result.stdout, result.stderr)
+        result = ansible_playbook(playbook, inventory=inventory, extra_vars=extra_vars, timeout=300)
         assert (result.returncode != 0) == expect_failure, f"{role}: exit {result.returncode}"
         return result.stdout
 
@@ -70,15 +74,7 @@ def server_play():
     """Run playbooks/whisper_server.yml on one box, from this repository or another copy of it."""
 
     def run(box: dict, *args: str, repo: Path = REPO) -> subprocess.CompletedProcess:
-        playbook = str(repo / "playbooks" / "whisper_server.yml")
-        result = subprocess.run(
-            ["ansible-playbook", "-i", box["inventory"], playbook, "-l", box["name"], *args],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=repo,
-        )
-        print(result.stdout[-20000:], result.stderr[-5000:])
-        return result
+        playbook = repo / "playbooks" / "whisper_server.yml"
+        return ansible_playbook(playbook, "-l", box["name"], *args, inventory=box["inventory"], cwd=repo)
 
     return run

@@ -39,10 +39,10 @@ step "lab up"
 "$LAB" up
 
 step "boot: each host in a cgroup of its own; a host that refuses logins is named at once"
-python3 -m pytest -q -ra tests/lab/boot.py -p no:cacheprovider
+python3 -m pytest -q -ra tests/lab/test_boot.py -p no:cacheprovider
 
 step "set-up on a fresh machine: make system-deps in throwaway copies of the lab's rootfs (NodeSource's nodejs; no Node)"
-python3 -m pytest -q -ra tests/lab/fresh_setup.py -p no:cacheprovider
+python3 -m pytest -q -ra tests/lab/test_fresh_setup.py -p no:cacheprovider
 
 step "check mode before the first run: --check --diff must not fail on fresh hosts"
 ansible-playbook -i "$INVENTORY" site.yml --check --diff >"$LOGS/check-fresh.log" \
@@ -79,9 +79,7 @@ step "verify (testinfra)"
 python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider --durations=15
 
 step "faults and changes: reboot, kill -9, a moved server address, a user's own wsl.conf; the real OpenClaw on the mac host; a firewalled port and a wrong key seen from the client; the first server down, the second serving; an interrupted upgrade; a server bound to one address; a stand-in GPU; a Host * and pinned host keys on the client; make status; the client play with macOS stood in; TLS: a client without the CA refused, nothing in clear text on the bridge"
-python3 -m pytest -q -ra tests/lab/faults.py tests/lab/moves.py tests/lab/wslconf.py tests/lab/openclaw_e2e.py tests/lab/reachability.py \
-  tests/lab/failover.py tests/lab/serving.py tests/lab/standin_gpu.py tests/lab/pinning.py tests/lab/status.py \
-  tests/lab/darwin.py tests/lab/tls.py --hosts=ansible://all --ansible-inventory="$INVENTORY" \
+python3 -m pytest -q -ra tests/lab -m "not before_converge" --hosts=ansible://all --ansible-inventory="$INVENTORY" \
   -p no:cacheprovider --durations=0
 
 if [ -x tests/lab/demo.sh ]; then

@@ -1,7 +1,7 @@
 """The openclaw role's plan (roles/openclaw/filter_plugins/openclaw_plan.py): whisperlab's voice-note
 entries go through the bundled senseaudio provider with a file SecretRef, the user's openai provider
 is never touched, and an older install (an openai:whisperlab profile) is taken apart. The lab proves the
-same against the real OpenClaw (tests/lab/openclaw_e2e.py)."""
+same against the real OpenClaw (tests/lab/test_openclaw_e2e.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 """Lab-only STAND-IN: report macOS's facts for the host it runs on (which is Debian), so that the
-client roles take their Darwin branches. Used by tests/lab/darwin.py; never by the roles."""
+client roles take their Darwin branches. Used by tests/lab/test_darwin.py; never by the roles."""
 
 from __future__ import annotations
 

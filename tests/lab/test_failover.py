@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,19 +16,15 @@ import testinfra
 
 from whisperlab_testkit import support
 from whisperlab_testkit.inventory_facts import backend_port, server_base, server_user
+from whisperlab_testkit.lab import api_key, mac, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
-LAB = REPO / "tests" / "lab" / "lab.sh"
 GROUP = "clients"
 WORK = "whisperlab-failover"  # in the lab user's home, where SSH commands start
 NOTE = f"{WORK}/voice.ogg"
 SKILL = ".openclaw/workspace/skills/openai-whisper-api/scripts/transcribe.sh"
 MAX_WER = 0.3
-
-
-def mac(command: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LAB), "ssh", "mac", command], input=stdin, capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -53,26 +48,11 @@ def servers(host, request):
     return found
 
 
-KEY_FILE = REPO / "inventory" / "lab" / ".secrets" / "whisper_api_key"
-
-
 def transcriptions_served(server) -> float:
-    key = KEY_FILE.read_text().strip()
+    key = api_key()
     text = requests.get(server["url"] + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=5).text
     pattern = r'^whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} (\S+)$'
     return sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
-
-
-def wait_ready(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/health", timeout=2).json().get("status") == "ready":
-                return
-        except (requests.ConnectionError, requests.Timeout, ValueError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url}/health not ready within {timeout} s")
 
 
 def test_the_first_server_stopped_openclaw_and_the_skill_use_the_second(servers):
@@ -146,7 +126,7 @@ def test_every_server_busy_the_users_openai_keys_never_reach_the_lan(servers):
     """With every LAN server answering 429, OpenClaw's voice-note path and the skill retry and fail over
     with whisperlab's key only: the user's OPENAI_API_KEY, OPENAI_API_KEYS and OPENAI_API_KEY_* never
     cross the LAN (an openai-provider profile of ours would have them rotated in)."""
-    key = KEY_FILE.read_text().strip()
+    key = api_key()
     mac(f"rm -rf {WORK} && mkdir {WORK} && cat > {NOTE}", stdin=support.speech("report", "ogg"))
     for server in servers:
         assert server["host"].run(f"{server['systemctl']} stop whisper.service").rc == 0

@@ -4,32 +4,26 @@ PATH a login gives it, as the assistant would."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from whisperlab_testkit import support
+from whisperlab_testkit import lab, support
 
 REPO = Path(__file__).resolve().parents[2]
 
-LAB = REPO / "tests" / "lab" / "lab.sh"
 WORK = "/home/lab/whisperlab-openclaw"  # the lab user's home
 BUNDLED = "/opt/openclaw/lib/node_modules/openclaw/skills/openai-whisper-api/scripts/transcribe.sh"
 OVERRIDE = "~/.openclaw/workspace/skills/openai-whisper-api/scripts/transcribe.sh"
 MAX_WER = 0.3
 
 
-def mac(command: str, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(LAB), "ssh", "mac", command], input=stdin, capture_output=True, timeout=300, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"mac: {command} exited {result.returncode}\n{result.stderr.decode()}")
-    return result
+# Every command here must succeed unless a test says otherwise.
+mac = functools.partial(lab.mac, check=True)
 
 
 @pytest.fixture(scope="module")
@@ -202,16 +196,11 @@ def run_old_role(env: dict[str, str], roles_dir: Path) -> str:
     a throwaway state. This repository's own role runs through the run_role fixture."""
     playbook = roles_dir / "openclaw-only.yml"
     playbook.write_text("- name: Only openclaw\n  hosts: clients\n  roles: [openclaw]\n")
-    inventory = str(REPO / "inventory" / "lab" / "hosts.yml")
-    result = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(playbook), "-e", json.dumps({"openclaw_environment": env})],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env={**os.environ, "ANSIBLE_ROLES_PATH": str(roles_dir / "roles"), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+    result = lab.ansible_playbook(
+        playbook,
+        extra_vars={"openclaw_environment": env},
+        env={"ANSIBLE_ROLES_PATH": str(roles_dir / "roles"), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
     )
-    print(result.stdout[-6000:], result.stderr[-3000:])
     assert result.returncode == 0, f"openclaw role from {roles_dir}: exit {result.returncode}"
     return result.stdout
 

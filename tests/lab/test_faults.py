@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from whisperlab_testkit.inventory_facts import server_base, server_user
+from whisperlab_testkit.lab import wait_ready
 
 LAB = Path(__file__).with_name("lab.sh")
 GROUP = "whisper_servers"
@@ -31,26 +31,6 @@ def server(host):
 def systemctl_user(host, server, *args) -> str:
     command = f"sudo -u {server['user']} XDG_RUNTIME_DIR=/run/user/{server['uid']} systemctl --user " + " ".join(args)
     return host.run(command).stdout.strip()
-
-
-KEY_FILE = Path(__file__).resolve().parents[2] / "inventory" / "lab" / ".secrets" / "whisper_api_key"
-
-
-def wait_ready(url: str, timeout: float) -> dict:
-    """The full /health (with the key: without it, /health says only its status)."""
-    headers = {"Authorization": f"Bearer {KEY_FILE.read_text().strip()}"}
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            response = requests.get(url + "/health", headers=headers, timeout=2)
-            last = response.json()
-            if response.status_code == 200 and last["status"] == "ready":
-                return last
-        except (requests.ConnectionError, requests.Timeout, ValueError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url}/health not ready within {timeout} s (last answer: {last})")
 
 
 def test_server_comes_back_after_reboot_with_nobody_logged_in(host, server):

@@ -6,13 +6,13 @@ cache flush, homes looked up rather than assumed to be /Users/<name>); it is not
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from whisperlab_testkit.lab import ansible_playbook
+from whisperlab_testkit.support import REPO
+
 GROUP = "clients"
 LOG = "/var/log/whisperlab-darwin-standin.log"
 STANDINS = ("dscacheutil", "killall")
@@ -39,21 +39,13 @@ def test_the_client_play_takes_its_darwin_branches(host, darwin, request, tmp_pa
         "  pre_tasks:\n"
         "    - name: Stand in macOS's facts\n"
         "      whisperlab_darwin_facts:\n"
+        "  vars:\n"
+        f"    whisper_skill_source: {REPO / 'skills' / 'openai-whisper-api'}\n"
         "  roles: [hosts_alias, ssh_trust, whisper_skill, openclaw, lan_check]\n"
     )
-    result = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(playbook)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env={
-            **os.environ,
-            "ANSIBLE_LIBRARY": str(Path(__file__).with_name("darwin_library")),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-        },
-    )
-    print(result.stdout[-8000:], result.stderr[-3000:])
+    library = str(Path(__file__).with_name("darwin_library"))
+    env = {"ANSIBLE_LIBRARY": library, "ANSIBLE_ROLES_PATH": str(REPO / "roles")}
+    result = ansible_playbook(playbook, inventory=inventory, env=env)
     assert result.returncode == 0
     # The hosts file is macOS's, root:wheel, and the DNS cache was flushed the macOS way.
     hosts = host.file("/private/etc/hosts")

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# Run by the lab sequence before the first converge (pytest tests/lab -m before_converge).
+pytestmark = pytest.mark.before_converge
+
 REPO = Path(__file__).resolve().parents[2]
 LAB = Path(__file__).with_name("lab.sh")
 

@@ -9,7 +9,6 @@ import json
 import re
 import socket
 import struct
-import subprocess
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -19,22 +18,17 @@ import requests
 import testinfra
 
 from whisperlab_testkit import support
+from whisperlab_testkit.lab import api_key, mac
 
 REPO = Path(__file__).resolve().parents[2]
 
-LAB = REPO / "tests" / "lab" / "lab.sh"
 GROUP = "clients"
 BRIDGE = "wl-br0"
-KEY_FILE = REPO / "inventory" / "lab" / ".secrets" / "whisper_api_key"
 WORK = "whisperlab-tls"  # in the lab user's home, where SSH commands start
 NOTE = f"{WORK}/voice.ogg"
 SKILL = ".openclaw/workspace/skills/openai-whisper-api/scripts/transcribe.sh"
 CONTROL = b"Authorization: Bearer whisperlab-capture-control"
 MAX_WER = 0.3
-
-
-def mac(command: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LAB), "ssh", "mac", command], input=stdin, capture_output=True, timeout=300)
 
 
 class Capture:
@@ -106,7 +100,7 @@ def test_a_client_without_the_ca_is_refused_before_it_sends_anything(host, note,
 
 
 def test_the_key_and_the_words_never_cross_the_bridge_in_clear_text(note):
-    key = KEY_FILE.read_text().strip().encode()
+    key = api_key().encode()
     capture = Capture(BRIDGE)
     try:
         # The control: a request in clear text across the same bridge, to the same port. The capture

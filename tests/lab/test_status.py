@@ -4,27 +4,18 @@ server's GPU line comes from the lab's STAND-IN nvidia-smi (no GPU is there)."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import testinfra
 
 from whisperlab_testkit.inventory_facts import server_user
+from whisperlab_testkit.lab import ansible_playbook
+from whisperlab_testkit.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 GROUP = "clients"
 STANDIN = "/etc/whisperlab-standin-gpu"
 
 
 def status(inventory: str) -> str:
-    result = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(REPO / "playbooks" / "status.yml")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
-    print(result.stdout[-6000:], result.stderr[-2000:])
+    result = ansible_playbook(REPO / "playbooks" / "status.yml", inventory=inventory, timeout=300)
     assert result.returncode == 0
     assert "changed=0" in result.stdout and "failed=0" in result.stdout
     return result.stdout

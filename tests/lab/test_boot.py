@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# Run by the lab sequence before the first converge (pytest tests/lab -m before_converge).
+pytestmark = pytest.mark.before_converge
+
 LAB = Path(__file__).with_name("lab.sh")
 STATE = Path(os.environ.get("WHISPERLAB_STATE", "/var/lib/whisperlab"))
 HOSTS = ("wsl", "wsl2", "mac")
