@@ -21,13 +21,14 @@ export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
 REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
 
-.PHONY: help setup system-deps dist lint test test-server test-skill test-roles test-lab lab lab-down status bench soak clean
+.PHONY: help setup system-deps dist lint test test-fast test-server test-skill test-roles test-lab lab lab-down status bench soak clean
 
 help:
 	@echo "make lab       boot the simulated three-host lab, provision it, transcribe through it"
 	@echo "make lab-down  destroy the lab (keeps the rootfs and wheel cache)"
 	@echo "make status    each server's health, unit, GPU and last requests, over the client's SSH trust (INVENTORY=...)"
 	@echo "make test      lint, server, skill and role tests, then the lab sequence (converge, idempotence, check, verify, faults)"
+	@echo "make test-fast lint and the server's unit tests: the inner loop, about a minute, no lab"
 	@echo "make setup     install the system packages and the Python venv ($(VENV))"
 	@echo "make lint      ruff, shellcheck, yamllint, ansible-lint, syntax check"
 	@echo "make dist      the server's wheel, named for its source, in dist/ (the server play builds it too)"
@@ -86,6 +87,10 @@ test-lab: setup
 	tests/lab/sequence.sh
 
 test: lint test-server test-skill test-roles test-lab
+
+# The inner loop: lint and the server's unit tests (a fake engine), no model, no lab.
+test-fast: lint
+	cd server && ../$(BIN)/python -m pytest -q -ra tests/unit
 
 lab: setup
 	tests/lab/lab.sh up

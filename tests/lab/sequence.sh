@@ -12,8 +12,10 @@ mkdir -p "$LOGS"
 
 step() { printf '\n\033[1m=== [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
+fresh_setup=
 finish() {
   local status=$?
+  [ -z "$fresh_setup" ] || kill "$fresh_setup" 2>/dev/null || true
   if [ "${WHISPERLAB_KEEP:-0}" = 1 ]; then
     step "keeping the lab (WHISPERLAB_KEEP=1); remove it with: make lab-down"
   else
@@ -41,8 +43,10 @@ step "lab up"
 step "boot: each host in a cgroup of its own; a host that refuses logins is named at once"
 python3 -m pytest -q -ra tests/lab/test_boot.py -p no:cacheprovider
 
-step "set-up on a fresh machine: make system-deps in throwaway copies of the lab's rootfs (NodeSource's nodejs; no Node)"
-python3 -m pytest -q -ra tests/lab/test_fresh_setup.py -p no:cacheprovider
+# It needs none of the lab's hosts, only copies of its root filesystem: it runs beside the first runs.
+step "set-up on a fresh machine (in the background): make system-deps in throwaway copies of the lab's rootfs (NodeSource's nodejs; no Node)"
+python3 -m pytest -q -ra tests/lab/test_fresh_setup.py -p no:cacheprovider --durations=5 >"$LOGS/fresh-setup.log" 2>&1 &
+fresh_setup=$!
 
 step "check mode before the first run: --check --diff must not fail on fresh hosts"
 ansible-playbook -i "$INVENTORY" site.yml --check --diff >"$LOGS/check-fresh.log" \
@@ -51,6 +55,11 @@ grep -A3 '^PLAY RECAP' "$LOGS/check-fresh.log"
 
 step "converge"
 ansible-playbook -i "$INVENTORY" site.yml | tee "$LOGS/converge.log"
+
+step "set-up on a fresh machine: its result"
+if ! wait "$fresh_setup"; then fresh_setup=; cat "$LOGS/fresh-setup.log"; exit 1; fi
+fresh_setup=
+tail -n 8 "$LOGS/fresh-setup.log"
 
 step "idempotence: a second run changes nothing"
 json_run idempotence
