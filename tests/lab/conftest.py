@@ -60,6 +60,7 @@ def last_server(host, request):
     uid = server.user(user).uid
     return {
         "name": name,
+        "user": user,
         "host": server,
         "inventory": inventory,
         "address": variables["ansible_host"],

@@ -70,15 +70,18 @@ def test_check_mode_shows_the_gpu_branch(box, server_play):
 def test_a_gpu_whose_cuda_does_not_load_stops_before_any_restart(box, server_play):
     before = main_pid(box)
     assert health(box)["status"] == "ready"
-    # An upgrade is pending (the install record is gone, so the package is reinstalled and a restart
-    # is queued), and the wheels are left out: CUDA cannot load, as on a box with a broken setup.
+    # An upgrade is pending (pip no longer holds the server's version, so the wheel is installed again
+    # and a restart is queued), and the wheels are left out: CUDA cannot load, as on a box with a
+    # broken setup. The running server keeps the code it loaded.
     venv = f"{box['home']}/.local/share/whisper-server/venv"
-    assert box["host"].run(f"sudo rm -f {venv}/.whisperlab-installed-source").rc == 0
+    uninstall = f"sudo -u {box['user']} {venv}/bin/python -m pip uninstall -y -q whisper-server"
+    assert box["host"].run(uninstall).rc == 0
     result = server_play(box, "-e", json.dumps({"cuda_pip_packages": []}))
     assert result.returncode != 0
     assert "cannot run the server on cuda" in result.stdout
     assert "sees no CUDA GPU" in result.stdout
     assert "The running server was not restarted" in result.stdout
+    assert "RUNNING HANDLER [whisper_server : Restart the whisper server]" in result.stdout, "no restart was pending"
     # ansible.cfg forces handlers on a failed run; the restart handler still stood aside.
     assert main_pid(box) == before
     assert health(box)["status"] == "ready" and health(box)["device"] == "cpu"
