@@ -12,12 +12,12 @@ GPU branch, their decisions, not that a GPU works:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+from whisperlab_testkit.lab import api_key
+
 GROUP = "clients"  # run once, from the lab's one client; the tests reach the server themselves
 STANDIN = "/etc/whisperlab-standin-gpu"
 GPU_NAME = "NVIDIA GeForce RTX 4070 (whisperlab stand-in)"
@@ -37,12 +37,9 @@ def main_pid(box) -> str:
     return box["host"].check_output(f"{box['systemctl']} show -p MainPID --value whisper.service")
 
 
-KEY_FILE = Path(__file__).resolve().parents[2] / "inventory" / "lab" / ".secrets" / "whisper_api_key"
-
-
 def health(box) -> dict:
     """The full /health, which needs the key (without it, /health says only its status)."""
-    headers = {"Authorization": f"Bearer {KEY_FILE.read_text().strip()}"}
+    headers = {"Authorization": f"Bearer {api_key()}"}
     return requests.get(f"{box['url']}/health", headers=headers, timeout=10).json()
 
 
