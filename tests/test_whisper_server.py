@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from whisperlab_testkit import support
-from whisperlab_testkit.inventory_facts import server_alias, server_user
+from whisperlab_testkit.inventory_facts import server_facts
 
 GROUP = "whisper_servers"
 
@@ -22,37 +22,7 @@ GROUP = "whisper_servers"
 @pytest.fixture(scope="module")
 def facts(host, request):
     """The role's settings for this host, resolved the way the role resolves them."""
-    variables = host.ansible.get_variables()
-    inventory_dir = Path(request.config.option.ansible_inventory).resolve().parent
-    key_file = variables.get("whisperlab_api_key_file", "{{ inventory_dir }}/.secrets/whisper_api_key")
-    user = server_user(variables)
-    passwd = host.user(user)
-    # Where the server answers on its own host: the bound address, or loopback when it binds them all.
-    bound = str(variables.get("whisper_server_host", "0.0.0.0"))
-    address = "127.0.0.1" if bound in ("0.0.0.0", "", "::") else bound
-    tls = bool(variables.get("whisper_server_tls", variables.get("whisperlab_tls", True)))
-    port = int(variables.get("whisper_server_port", variables.get("whisperlab_server_port", 8000)))
-    ca_dir = variables.get("whisperlab_tls_ca_dir", "{{ inventory_dir }}/.secrets/tls")
-    tls_dir = f"{passwd.home}/.config/whisper-server/tls"
-    return {
-        "bind": bound or "0.0.0.0",
-        "tls": tls,
-        # Through the TLS front, trusting the CA alone (as the clients do), or plain HTTP when it is off.
-        "base": f"{'https' if tls else 'http'}://{f'[{address}]' if ':' in address else address}:{port}",
-        "curl": f"curl -sS --cacert {tls_dir}/ca.crt" if tls else "curl -sS",
-        "tls_dir": tls_dir,
-        "backend_port": int(variables.get("whisper_server_backend_port", port + 10000)),
-        "ca_cert": Path(ca_dir.replace("{{ inventory_dir }}", str(inventory_dir))) / "ca.crt",
-        "user": user,
-        "uid": passwd.uid,
-        "home": passwd.home,
-        "port": int(variables.get("whisper_server_port", variables.get("whisperlab_server_port", 8000))),
-        "key_file": key_file.replace("{{ inventory_dir }}", str(inventory_dir)),
-        "wsl_force": bool(variables.get("wsl_force", False)),
-        "alias": server_alias(variables, variables["inventory_hostname"]),
-        "address": str(variables.get("ansible_host", variables["inventory_hostname"])),
-        "monitor": variables.get("whisperlab_monitor_command", "/usr/local/bin/whisperlab-monitor"),
-    }
+    return server_facts(host, request.config.option.ansible_inventory)
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +33,7 @@ def as_root(host):
 
 
 def as_user(facts, command: str) -> str:
-    return f"sudo -u {facts['user']} XDG_RUNTIME_DIR=/run/user/{facts['uid']} {command}"
+    return f"{facts['as_user']} {command}"
 
 
 def is_wsl(host, facts) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from whisperlab_testkit.inventory_facts import server_base, server_user
+from whisperlab_testkit.inventory_facts import server_facts
 from whisperlab_testkit.lab import ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,22 +52,9 @@ def run_role(request, tmp_path):
 @pytest.fixture(scope="module")
 def last_server(host, request):
     """The lab's last server host, for tests that change one box and leave the first one serving."""
-    inventory = str(Path(request.config.option.ansible_inventory).resolve())
+    inventory = request.config.option.ansible_inventory
     name = host.ansible.get_variables()["groups"]["whisper_servers"][-1]
-    server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-    variables = server.ansible.get_variables()
-    user = server_user(variables)
-    uid = server.user(user).uid
-    return {
-        "name": name,
-        "user": user,
-        "host": server,
-        "inventory": inventory,
-        "address": variables["ansible_host"],
-        "home": server.user(user).home,
-        "url": server_base(variables),
-        "systemctl": f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{uid} systemctl --user",
-    }
+    return server_facts(testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory), inventory)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import requests
 import testinfra
 
 from whisperlab_testkit import support
-from whisperlab_testkit.inventory_facts import backend_port, server_base, server_user
+from whisperlab_testkit.inventory_facts import server_facts
 from whisperlab_testkit.lab import api_key, mac, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,20 +32,8 @@ def servers(host, request):
     inventory = request.config.option.ansible_inventory
     names = host.ansible.get_variables()["groups"]["whisper_servers"]
     assert len(names) >= 2, "the lab has two servers"
-    found = []
-    for name in names[:2]:
-        server = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-        variables = server.ansible.get_variables()
-        user = server_user(variables)
-        found.append(
-            {
-                "host": server,
-                "url": server_base(variables),
-                "backend_port": backend_port(variables),
-                "systemctl": f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{server.user(user).uid} systemctl --user",
-            }
-        )
-    return found
+    hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names[:2]]
+    return [server_facts(server, inventory) for server in hosts]
 
 
 def transcriptions_served(server) -> float:

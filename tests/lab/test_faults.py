@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from whisperlab_testkit.inventory_facts import server_base, server_user
+from whisperlab_testkit.inventory_facts import server_facts
 from whisperlab_testkit.lab import wait_ready
 
 LAB = Path(__file__).with_name("lab.sh")
@@ -17,19 +17,12 @@ GROUP = "whisper_servers"
 
 
 @pytest.fixture(scope="module")
-def server(host):
-    variables = host.ansible.get_variables()
-    user = server_user(variables)
-    return {
-        "name": variables["inventory_hostname"],
-        "url": server_base(variables),
-        "user": user,
-        "uid": host.user(user).uid,
-    }
+def server(host, request):
+    return server_facts(host, request.config.option.ansible_inventory)
 
 
 def systemctl_user(host, server, *args) -> str:
-    command = f"sudo -u {server['user']} XDG_RUNTIME_DIR=/run/user/{server['uid']} systemctl --user " + " ".join(args)
+    command = f"{server['systemctl']} " + " ".join(args)
     return host.run(command).stdout.strip()
 
 

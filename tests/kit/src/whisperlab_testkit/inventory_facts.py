@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def server_user(variables: dict) -> str:
     """The account that runs the server: whisper_server_user, else whisperlab_server_user, else the
@@ -76,3 +78,48 @@ def listening_on(host, port: int) -> bool:
         lines = host.check_output("netstat -an -p tcp").splitlines()
         return any("LISTEN" in line and line.split()[3].endswith(f".{port}") for line in lines if len(line.split()) > 3)
     return host.socket(f"tcp://0.0.0.0:{port}").is_listening or host.socket(f"tcp://:::{port}").is_listening
+
+
+def server_facts(server, inventory: str | Path) -> dict:
+    """Everything the checks need of one server box, resolved from its inventory variables the way the
+    roles resolve them, with its testinfra host: the one server-facts dict of the checks."""
+    variables = server.ansible.get_variables()
+    inventory_dir = Path(inventory).resolve().parent
+    name = variables["inventory_hostname"]
+    user = server_user(variables)
+    passwd = server.user(user)
+    tls = uses_tls(variables)
+    port = int(variables.get("whisper_server_port", variables.get("whisperlab_server_port", 8000)))
+    # Where the server answers on its own host: the bound address, or loopback when it binds them all.
+    bound = str(variables.get("whisper_server_host", "0.0.0.0"))
+    local = "127.0.0.1" if bound in ("0.0.0.0", "", "::") else bound
+    tls_dir = f"{passwd.home}/.config/whisper-server/tls"
+    ca_dir = variables.get("whisperlab_tls_ca_dir", "{{ inventory_dir }}/.secrets/tls")
+    key_file = variables.get("whisperlab_api_key_file", "{{ inventory_dir }}/.secrets/whisper_api_key")
+    as_user = f"sudo -u {user} XDG_RUNTIME_DIR=/run/user/{passwd.uid}"
+    return {
+        "name": name,
+        "host": server,
+        "inventory": str(Path(inventory).resolve()),
+        "address": str(variables.get("ansible_host", name)),
+        "alias": server_alias(variables, name),
+        "user": user,
+        "uid": passwd.uid,
+        "home": passwd.home,
+        "as_user": as_user,
+        "systemctl": f"{as_user} systemctl --user",
+        "tls": tls,
+        "port": port,
+        "backend_port": backend_port(variables),
+        # From the controller, by its address (the checks trust the inventory's CA).
+        "url": server_base(variables),
+        # On the box itself: through the TLS front, trusting the CA alone (as the clients do).
+        "bind": bound or "0.0.0.0",
+        "base": f"{'https' if tls else 'http'}://{f'[{local}]' if ':' in local else local}:{port}",
+        "curl": f"curl -sS --cacert {tls_dir}/ca.crt" if tls else "curl -sS",
+        "tls_dir": tls_dir,
+        "ca_cert": Path(ca_dir.replace("{{ inventory_dir }}", str(inventory_dir))) / "ca.crt",
+        "key_file": key_file.replace("{{ inventory_dir }}", str(inventory_dir)),
+        "wsl_force": bool(variables.get("wsl_force", False)),
+        "monitor": variables.get("whisperlab_monitor_command", "/usr/local/bin/whisperlab-monitor"),
+    }
