@@ -278,7 +278,13 @@ def test_busy_or_starting_until_the_deadline_gives_up(shell, audio, code):
 
 
 def test_cloud_fallback_is_off_by_default_and_reported_when_on(shell, server, audio):
-    down = {"WHISPER_API_URL": f"http://127.0.0.1:{support.free_port()}", "WHISPER_TIMEOUT": "2"}
+    # Nothing listens there: a 2 s grace, then the fallback, which has the whole timeout (a loaded machine
+    # may take more than 2 s to answer it).
+    down = {
+        "WHISPER_API_URL": f"http://127.0.0.1:{support.free_port()}",
+        "WHISPER_CONNECT_GRACE": "2",
+        "WHISPER_TIMEOUT": "120",
+    }
     # The "cloud" here is the local test server: nothing leaves this machine.
     cloud = {"WHISPER_FALLBACK_URL": server.url + "/v1", "OPENAI_API_KEY": server.key}
     off = run(shell, audio.path, env={**down, **cloud})

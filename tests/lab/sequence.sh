@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lab test sequence that `make test` runs: up, the lab's own boot, set-up on a fresh machine, check
-# mode on fresh hosts, converge, idempotence, check mode, verify, faults, the end-to-end demo, destroy.
-# Each step says what it proves; the first failure stops the sequence.
+# mode on fresh hosts, converge, idempotence with check mode and verify, faults, the end-to-end demo,
+# destroy. Each step says what it proves; the first failure stops the sequence. Steps that cannot
+# disturb each other run side by side, each into its own log.
 # WHISPERLAB_KEEP=1 keeps the lab afterwards, for a look around.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +17,8 @@ fresh_setup=
 finish() {
   local status=$?
   [ -z "$fresh_setup" ] || kill "$fresh_setup" 2>/dev/null || true
+  # Whatever still runs side by side when a step fails.
+  jobs -p | xargs -r kill 2>/dev/null || true
   if [ "${WHISPERLAB_KEEP:-0}" = 1 ]; then
     step "keeping the lab (WHISPERLAB_KEEP=1); remove it with: make lab-down"
   else
@@ -61,11 +64,24 @@ if ! wait "$fresh_setup"; then fresh_setup=; cat "$LOGS/fresh-setup.log"; exit 1
 fresh_setup=
 tail -n 8 "$LOGS/fresh-setup.log"
 
-step "idempotence: a second run changes nothing"
-json_run idempotence
-
-step "check mode: --check --diff changes nothing"
-json_run check --check --diff
+# None of these three changes anything (a run that would is what idempotence catches), so they run side
+# by side; each has its own log, shown when it ends.
+step "idempotence (a second run changes nothing), check mode (--check --diff changes nothing) and verify (testinfra), side by side"
+json_run idempotence >"$LOGS/idempotence.txt" 2>&1 &
+idempotence=$!
+json_run check --check --diff >"$LOGS/check.txt" 2>&1 &
+check=$!
+python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider --durations=15 \
+  >"$LOGS/verify.log" 2>&1 &
+verify=$!
+side_by_side=0
+wait "$idempotence" || side_by_side=1
+cat "$LOGS/idempotence.txt"
+wait "$check" || side_by_side=1
+cat "$LOGS/check.txt"
+wait "$verify" || side_by_side=1
+cat "$LOGS/verify.log"
+[ "$side_by_side" = 0 ] || exit 1
 
 step "secrets: the API key and the CA's key are in none of the runs' output (converge, idempotence, check mode)"
 key_file=inventory/lab/.secrets/whisper_api_key
@@ -84,12 +100,28 @@ for log in "$LOGS"/converge.log "$LOGS"/idempotence.json "$LOGS"/check.json; do
 done
 echo "ok"
 
-step "verify (testinfra)"
-python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider --durations=15
+LAB_PYTEST=(python3 -m pytest -q -ra --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider --durations=0)
+# The checks of the real OpenClaw work in throwaway OpenClaw states on the mac host, through the first
+# server; those of the last server's upgrades change only that box. Neither touches what the other
+# uses, so they run side by side.
+MAC_SIDE=(tests/lab/test_openclaw_e2e.py)
+LAST_SERVER=(tests/lab/test_serving.py tests/lab/test_standin_gpu.py tests/lab/test_tls_rotation.py)
+step "faults and changes, two at once: the real OpenClaw on the mac host; beside it, on the last server, an interrupted upgrade, a server bound to one address, a stand-in GPU, a TLS key rotated"
+"${LAB_PYTEST[@]}" "${MAC_SIDE[@]}" >"$LOGS/faults-mac.log" 2>&1 &
+mac_side=$!
+"${LAB_PYTEST[@]}" "${LAST_SERVER[@]}" >"$LOGS/faults-last-server.log" 2>&1 &
+last_server=$!
+two_at_once=0
+wait "$mac_side" || two_at_once=1
+cat "$LOGS/faults-mac.log"
+wait "$last_server" || two_at_once=1
+cat "$LOGS/faults-last-server.log"
+[ "$two_at_once" = 0 ] || exit 1
 
-step "faults and changes: reboot, kill -9, a moved server address, a user's own wsl.conf; the real OpenClaw on the mac host; a firewalled port and a wrong key seen from the client; the first server down, the second serving; an interrupted upgrade; a server bound to one address; a stand-in GPU; a Host * and pinned host keys on the client; make status; the client play with macOS stood in; TLS: a client without the CA refused, nothing in clear text on the bridge"
-python3 -m pytest -q -ra tests/lab -m "not before_converge" --hosts=ansible://all --ansible-inventory="$INVENTORY" \
-  -p no:cacheprovider --durations=0
+step "faults and changes: reboot, kill -9, a moved server address, a user's own wsl.conf; a firewalled port and a wrong key seen from the client; the first server down, the second serving; a Host * and pinned host keys on the client; make status; the client play with macOS stood in; TLS: a client without the CA refused, nothing in clear text on the bridge"
+ignored=()
+for path in "${MAC_SIDE[@]}" "${LAST_SERVER[@]}"; do ignored+=("--ignore=$path"); done
+"${LAB_PYTEST[@]}" tests/lab -m "not before_converge" "${ignored[@]}"
 
 if [ -x tests/lab/demo.sh ]; then
   step "end to end: the mac host transcribes through the wsl host"
