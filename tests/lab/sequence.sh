@@ -33,6 +33,17 @@ finish() {
 }
 trap finish EXIT
 
+# pid log [pid log ...]: waits for each job started side by side, then prints its log; fails if any failed.
+wait_each() {
+  local failed=0
+  while [ "$#" -ge 2 ]; do
+    wait "$1" || failed=1
+    cat "$2"
+    shift 2
+  done
+  return "$failed"
+}
+
 json_run() {  # label, then ansible-playbook arguments: machine-readable run, judged by changed.py
   local label=$1; shift
   ANSIBLE_STDOUT_CALLBACK=ansible.posix.json ansible-playbook -i "$INVENTORY" site.yml "$@" >"$LOGS/$label.json" \
@@ -74,14 +85,7 @@ check=$!
 python3 -m pytest -q -ra tests --hosts=ansible://all --ansible-inventory="$INVENTORY" -p no:cacheprovider --durations=15 \
   >"$LOGS/verify.log" 2>&1 &
 verify=$!
-side_by_side=0
-wait "$idempotence" || side_by_side=1
-cat "$LOGS/idempotence.txt"
-wait "$check" || side_by_side=1
-cat "$LOGS/check.txt"
-wait "$verify" || side_by_side=1
-cat "$LOGS/verify.log"
-[ "$side_by_side" = 0 ] || exit 1
+wait_each "$idempotence" "$LOGS/idempotence.txt" "$check" "$LOGS/check.txt" "$verify" "$LOGS/verify.log" || exit 1
 
 step "secrets: the API key and the CA's key are in none of the runs' output (converge, idempotence, check mode)"
 key_file=inventory/lab/.secrets/whisper_api_key
@@ -111,12 +115,7 @@ step "faults and changes, two at once: the real OpenClaw on the mac host; beside
 mac_side=$!
 "${LAB_PYTEST[@]}" "${LAST_SERVER[@]}" >"$LOGS/faults-last-server.log" 2>&1 &
 last_server=$!
-two_at_once=0
-wait "$mac_side" || two_at_once=1
-cat "$LOGS/faults-mac.log"
-wait "$last_server" || two_at_once=1
-cat "$LOGS/faults-last-server.log"
-[ "$two_at_once" = 0 ] || exit 1
+wait_each "$mac_side" "$LOGS/faults-mac.log" "$last_server" "$LOGS/faults-last-server.log" || exit 1
 
 step "faults and changes: reboot, kill -9, a moved server address, a user's own wsl.conf; a firewalled port and a wrong key seen from the client; the first server down, the second serving; a Host * and pinned host keys on the client; make status; the client play with macOS stood in; TLS: a client without the CA refused, nothing in clear text on the bridge"
 ignored=()
