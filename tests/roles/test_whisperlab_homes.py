@@ -7,44 +7,20 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import sys
 from pathlib import Path
 
 import pytest
-from ansible_run import run_playbook
+from ansible_run import value_after_role
 
-SERVER = {"name": "gpu", "alias": "wsl.home", "address": "192.0.2.10", "ssh_port": 22, "ssh_user": "whisper"}
 ME = pwd.getpwuid(os.getuid())
 
 
 def homes(tmp: Path, group: str, extra: dict) -> dict | None:
     """whisperlab alone on this machine as a member of `group`; the whisperlab_homes it leaves."""
-    inventory = {
-        "all": {
-            "children": {
-                group: {
-                    "hosts": {
-                        "box": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                            "ansible_user": ME.pw_name,
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (tmp / "hosts.yml").write_text(json.dumps(inventory))
-    (tmp / "play.yml").write_text(
-        "- name: Only whisperlab\n  hosts: box\n  gather_facts: false\n  roles: [whisperlab]\n  tasks:\n"
-        "    - name: Keep the homes\n      ansible.builtin.copy:\n"
-        "        content: \"{{ whisperlab_homes | default('none') | to_json }}\"\n"
-        f"        dest: {tmp / 'homes.json'}\n        mode: '0600'\n"
+    shown = value_after_role(
+        tmp, "whisperlab", "whisperlab_homes | default('none') | to_json", group, {"ansible_user": ME.pw_name}, extra
     )
-    extra = {"whisperlab_servers": [SERVER], "whisperlab_api_key_file": str(tmp / "key"), **extra}
-    run_playbook(tmp / "hosts.yml", tmp / "play.yml", extra, env={"ANSIBLE_LOCAL_TEMP": str(tmp / "ansible")})
-    shown = json.loads((tmp / "homes.json").read_text())
-    return None if shown == "none" else shown
+    return None if json.loads(shown) == "none" else json.loads(shown)
 
 
 def test_the_client_users_home(tmp_path):
