@@ -15,15 +15,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from ansible_run import ansible_playbook
+from ansible_run import NO_SERVER, ansible_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_ONLY = "root only: do not copy\n"
 USERS = "Host *\n  User someone\n"
 BEGIN, END = "# BEGIN whisperlab ssh_trust", "# END whisperlab ssh_trust"  # the block itself is empty: no servers
-# One server for the whisperlab role's own checks; ssh_trust is given none, so nothing is done to any
-# server and no ssh is run: what is left is the client's key and its ~/.ssh/config.
-SERVER = {"name": "gpu", "alias": "wsl.home", "address": "192.0.2.10", "ssh_port": 22, "ssh_user": "whisper"}
+# whisperlab gets one server for its own checks (NO_SERVER); ssh_trust is given none, so nothing is
+# done to any server and no ssh is run: what is left is the client's key and its ~/.ssh/config.
 
 
 def play(tmp: Path, home: Path, user: str, host_vars: dict) -> subprocess.CompletedProcess:
@@ -35,7 +34,7 @@ def play(tmp: Path, home: Path, user: str, host_vars: dict) -> subprocess.Comple
         "ssh_trust_user": user,
         "ssh_trust_home": str(home),
         "ssh_trust_servers": [],
-        "whisperlab_servers": [SERVER],
+        "whisperlab_servers": [NO_SERVER],
     }
     return ansible_playbook(
         tmp / "hosts.yml", tmp / "play.yml", extra, env={"ANSIBLE_LOCAL_TEMP": str(tmp / "ansible")}
