@@ -12,13 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def ansible_playbook(
-    inventory: Path, playbook: Path, extra_vars: dict | None = None, env: dict | None = None
+    inventory: Path, playbook: Path, extra_vars: dict | None = None, env: dict | None = None, args: list[str] = ()
 ) -> subprocess.CompletedProcess:
-    """ansible-playbook from this venv with the repository's ansible.cfg; the finished run, whatever
-    its exit status."""
+    """ansible-playbook from this venv with the repository's ansible.cfg (and any further arguments);
+    the finished run, whatever its exit status."""
     extra = ["-e", json.dumps(extra_vars)] if extra_vars is not None else []
     return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook), *extra],
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), str(playbook), *extra, *args],
         capture_output=True,
         text=True,
         cwd=REPO,

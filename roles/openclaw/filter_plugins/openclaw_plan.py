@@ -225,10 +225,20 @@ def openclaw_json_or_empty(result: dict[str, Any]) -> Any:
     return openclaw_json(result.get("stdout", "")) if result.get("rc") == 0 else {}
 
 
+def openclaw_names_legacy_profile(value: Any) -> bool:
+    """Whether a setting (tools.media, auth.order) names an older whisperlab's auth profile anywhere in it."""
+    if isinstance(value, dict):
+        return any(openclaw_names_legacy_profile(item) for item in value.values())
+    if isinstance(value, list):
+        return any(openclaw_names_legacy_profile(item) for item in value)
+    return value == LEGACY_PROFILE
+
+
 class FilterModule:
     def filters(self):
         return {
             "openclaw_plan": openclaw_plan,
             "openclaw_json": openclaw_json,
             "openclaw_json_or_empty": openclaw_json_or_empty,
+            "openclaw_names_legacy_profile": openclaw_names_legacy_profile,
         }
