@@ -57,7 +57,7 @@ def last_server(host, request):
     return server_facts(testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory), inventory)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def server_play():
     """Run playbooks/whisper_server.yml on one box, from this repository or another copy of it."""
 

@@ -154,16 +154,14 @@ def test_bundled_and_override_agree(note, server_url, args):
         assert override_text.endswith("\n") == bundled_text.endswith("\n")
 
 
-def _state() -> str:
-    """What the role may change: the config file and the stored profiles."""
-    return mac("md5sum ~/.openclaw/openclaw.json; openclaw models auth list --json --provider openai").stdout.decode()
-
-
 def test_an_older_openclaw_stops_the_role_and_changes_nothing(run_role):
-    before = _state()
+    # The role asks such an OpenClaw only its version (tests/roles/test_openclaw_reads.py shows that no
+    # other openclaw command runs): the config file and whisperlab's own files stay as they were.
+    state = "md5sum ~/.openclaw/openclaw.json ~/.config/whisperlab/*"
+    before = mac(state).stdout.decode()
     out = run_role("clients", "openclaw", expect_failure=True, openclaw_min_version="2099.1.1")
     assert "whisperlab configures 2099.1.1 or newer" in out and "Nothing was changed" in out
-    assert _state() == before
+    assert mac(state).stdout.decode() == before
 
 
 def test_no_openclaw_skips_with_one_clear_line(run_role):
@@ -224,10 +222,13 @@ def test_an_older_install_is_taken_apart(run_role, tmp_path):
     archive = subprocess.run(["git", "archive", OLD_MAIN, "roles"], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     run_old_role(env, old)
-    before = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
-    assert "openai:whisperlab" in [p["id"] for p in before["profiles"]], "the old role did not install as expected"
+    record = mac("test -s ~/.config/whisperlab/openclaw-profile.sha256", check=False)
+    assert record.returncode == 0, "the old role did not store its profile"
 
-    run_role("clients", "openclaw", openclaw_environment=env)
+    taken_apart = run_role("clients", "openclaw", openclaw_environment=env)
+    # The old profile was there: the role found it in OpenClaw's list and logged it out.
+    logout = taken_apart.split("TASK [openclaw : Remove the older whisperlab's auth profile")[1].split("TASK [")[0]
+    assert "changed: [mac]" in logout, "the old role's profile was not there to remove"
     after = json.loads(mac(in_state(env, "openclaw models auth list --json --provider openai")).stdout)
     assert [p["id"] for p in after["profiles"]] == ["openai:personal"]
     config = json.loads(mac(f"cat {env['OPENCLAW_CONFIG_PATH']}").stdout)

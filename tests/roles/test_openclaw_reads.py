@@ -33,7 +33,8 @@ def client(tmp_path):
         "ansible_become": False,
     }
     (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"children": {"clients": {"hosts": {"box": box}}}}}))
-    (tmp_path / "play.yml").write_text("- name: Only openclaw\n  hosts: box\n  roles: [openclaw]\n")
+    play = "- name: Only openclaw\n  hosts: box\n  gather_facts: false\n  roles: [openclaw]\n"
+    (tmp_path / "play.yml").write_text(play)
 
     def run(*flags: str, expect_failure: bool = False, **extra: object) -> tuple[str, list[str]]:
         """The run's output and the openclaw commands it made (each as its joined arguments)."""

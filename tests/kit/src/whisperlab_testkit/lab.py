@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -69,3 +71,21 @@ def ansible_playbook(
     )
     print(result.stdout[-20000:], result.stderr[-5000:])
     return result
+
+
+def a_release(folder: Path) -> tuple[Path, str]:
+    """A new release in folder/release: this repository's playbooks, roles and server, with one line
+    added to the server's source (so its wheel is another); and that line."""
+    release = folder / "release"
+    release.mkdir()
+    for part in ("ansible.cfg", "playbooks", "roles", "server"):
+        source = REPO / part
+        if source.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".*cache", "build")
+            shutil.copytree(source, release / part, ignore=ignore)
+        else:
+            shutil.copy2(source, release / part)
+    marker = f"# whisperlab lab release {uuid.uuid4().hex}"
+    init = release / "server" / "src" / "whisper_server" / "__init__.py"
+    init.write_text(init.read_text() + marker + "\n")
+    return release, marker

@@ -16,7 +16,7 @@ import json
 import pytest
 import requests
 
-from whisperlab_testkit.lab import api_key
+from whisperlab_testkit.lab import a_release, api_key
 
 GROUP = "clients"  # run once, from the lab's one client; the tests reach the server themselves
 STANDIN = "/etc/whisperlab-standin-gpu"
@@ -64,16 +64,15 @@ def test_check_mode_shows_the_gpu_branch(box, server_play):
     assert "device cuda (device cuda asked for)" in out
 
 
-def test_a_gpu_whose_cuda_does_not_load_stops_before_any_restart(box, server_play):
+def test_a_gpu_whose_cuda_does_not_load_stops_before_any_restart(box, server_play, tmp_path):
     before = main_pid(box)
     assert health(box)["status"] == "ready"
-    # An upgrade is pending (pip no longer holds the server's version, so the wheel is installed again
-    # and a restart is queued), and the wheels are left out: CUDA cannot load, as on a box with a
-    # broken setup. The running server keeps the code it loaded.
-    venv = f"{box['home']}/.local/share/whisper-server/venv"
-    uninstall = f"sudo -u {box['user']} {venv}/bin/python -m pip uninstall -y -q whisper-server"
-    assert box["host"].run(uninstall).rc == 0
-    result = server_play(box, "-e", json.dumps({"cuda_pip_packages": []}))
+    # An upgrade (a new release: its wheel is installed and a restart is queued), with the CUDA wheels
+    # left out: CUDA cannot load, as on a box with a broken setup. The running server keeps the code it
+    # loaded. test_serving.py, next in name order (and in the lab sequence), ends with the run that puts
+    # this box back.
+    release, _ = a_release(tmp_path)
+    result = server_play(box, "-e", json.dumps({"cuda_pip_packages": []}), repo=release)
     assert result.returncode != 0
     assert "cannot run the server on cuda" in result.stdout
     assert "sees no CUDA GPU" in result.stdout
