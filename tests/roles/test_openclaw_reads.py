@@ -111,3 +111,12 @@ def test_an_openclaw_too_old_is_asked_only_its_version(client):
     out, calls = client(expect_failure=True, openclaw_min_version="2099.1.1")
     assert "whisperlab configures 2099.1.1 or newer" in out
     assert calls == ["--version"]
+
+
+def test_an_openclaw_that_cannot_say_its_version_stops_with_its_error(client):
+    broken = client.dir / "broken-openclaw"
+    broken.write_text("#!/bin/sh\necho 'node: cannot load openclaw' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    out, _ = client(expect_failure=True, openclaw_executable=str(broken))
+    assert "--version` exited 3: node: cannot load openclaw" in out
+    assert "Nothing was changed" in out
