@@ -207,7 +207,7 @@ def run_old_role(env: dict[str, str], roles_dir: Path) -> str:
 OLD_MAIN = "06c49af"
 
 
-def test_an_older_install_is_taken_apart(run_role, tmp_path):
+def test_an_older_install_is_taken_apart(note, run_role, tmp_path):
     env = state_env("older")
     mac(f"rm -rf {env['OPENCLAW_CONFIG_PATH'].rsplit('/', 1)[0]}")
     mac(
@@ -241,9 +241,7 @@ def test_an_older_install_is_taken_apart(run_role, tmp_path):
     assert not any("profile" in m for m in models)
     assert mac("test -e ~/.config/whisperlab/openclaw-profile.sha256", check=False).returncode != 0
     assert "changed=0" in run_role("clients", "openclaw", openclaw_environment=env)
-    reply = json.loads(
-        mac(in_state(env, "openclaw infer audio transcribe --file ~/whisperlab-openclaw/voice.ogg --json")).stdout
-    )
+    reply = json.loads(mac(in_state(env, f"openclaw infer audio transcribe --file {note} --json")).stdout)
     assert reply["provider"] == "senseaudio"
 
 
