@@ -9,11 +9,10 @@ import json
 import os
 import pwd
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from ansible_run import NO_SERVER, ansible_playbook
+from ansible_run import NO_SERVER, ansible_playbook, local_play
 
 FAKE = Path(__file__).with_name("fake_openclaw.py")
 ME = pwd.getpwuid(os.getuid())
@@ -25,16 +24,8 @@ def client(tmp_path):
     (tmp_path / "oc").mkdir()
     (tmp_path / "key").write_text("sk-test-key-for-the-fake-openclaw\n")
     (tmp_path / "home").mkdir()
-    box = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "ansible_user": ME.pw_name,
-        # Connection variables outrank the role's become keyword: no sudo here, nor any need of it.
-        "ansible_become": False,
-    }
-    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"children": {"clients": {"hosts": {"box": box}}}}}))
-    play = "- name: Only openclaw\n  hosts: box\n  gather_facts: false\n  roles: [openclaw]\n"
-    (tmp_path / "play.yml").write_text(play)
+    # Connection variables outrank the role's become keyword: no sudo here, nor any need of it.
+    local_play(tmp_path, "openclaw", "clients", {"ansible_user": ME.pw_name, "ansible_become": False})
 
     def run(*flags: str, expect_failure: bool = False, **extra: object) -> tuple[str, list[str]]:
         """The run's output and the openclaw commands it made (each as its joined arguments)."""
