@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -62,31 +63,52 @@ def test_batched_without_vad_takes_clips_over_30_seconds(tmp_path):
     assert support.wer(support.SENTENCES["report"], response.json()["text"]) <= MAX_WER
 
 
+def _send_and_hold(url: str, note: bytes) -> socket.socket:
+    """Sends a whole transcription request on a socket of its own and returns the socket unread: the
+    client "leaves" when the test closes it, at a moment the test chooses."""
+    prepared = requests.Request(
+        "POST", url + "/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"file": ("long.ogg", note)}
+    ).prepare()
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in prepared.headers.items()) + "\r\n"
+    sock.sendall(head.encode("latin-1") + prepared.body)
+    return sock
+
+
+def _wait_for(what: str, ready: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready():
+        assert time.monotonic() < deadline, f"not seen in {seconds} s: {what}"
+        time.sleep(0.1)
+
+
 def test_a_client_that_leaves_stops_its_work(tmp_path):
-    """Over real HTTP: a running request and a queued one whose clients give up are stopped and
-    logged 499; the worker is free again for the next client."""
+    """Over real HTTP: a running request and a queued one whose clients leave are stopped and logged
+    499, each counted at the stage it was in; the worker is free again for the next client. The
+    clients leave in an order the server's own /health confirms, so a busy machine cannot swap the
+    stages (two timeouts racing once did)."""
     busy = start_server(tmp_path, support.tiny_en(), "--workers", "1", "--max-queue", "2", key=None)
     long_note = support.encode(support.speak(" ".join(support.SENTENCES.values()) * 4), "ogg")
 
-    def give_up_after(seconds: float) -> None:
-        with pytest.raises(requests.exceptions.Timeout):
-            busy.post(audio=long_note, filename="long.ogg", timeout=seconds)
+    def health() -> dict:
+        return requests.get(busy.url + "/health", timeout=5).json()
+
+    def cancelled(stage: str) -> bool:
+        return f'whisper_cancelled_total{{stage="{stage}"}} 1.0' in requests.get(busy.url + "/metrics", timeout=5).text
 
     try:
-        running = threading.Thread(target=give_up_after, args=(1.5,))
-        running.start()
-        time.sleep(0.5)
-        queued = threading.Thread(target=give_up_after, args=(1.0,))
-        queued.start()
-        running.join()
-        queued.join()
-        deadline = time.monotonic() + 30
-        while True:
-            health = requests.get(busy.url + "/health", timeout=5).json()
-            if health["running"] == 0 and health["queue_depth"] == 0:
-                break
-            assert time.monotonic() < deadline, f"abandoned work still going: {health}"
-            time.sleep(0.2)
+        running = _send_and_hold(busy.url, long_note)
+        _wait_for("the first request running", lambda: health()["running"] == 1)
+        queued = _send_and_hold(busy.url, long_note)
+        _wait_for("the second request queued", lambda: health()["queue_depth"] == 1)
+        queued.close()
+        _wait_for("the queued request stopped", lambda: cancelled("queued"))
+        assert health()["running"] == 1, "the first request ended before its client left; use a longer note"
+        running.close()
+        _wait_for("the running request stopped", lambda: cancelled("running"), seconds=30)
+        _wait_for("the worker free", lambda: health()["running"] == 0 and health()["queue_depth"] == 0)
         metrics = requests.get(busy.url + "/metrics", timeout=5).text
         assert 'whisper_cancelled_total{stage="running"} 1.0' in metrics
         assert 'whisper_cancelled_total{stage="queued"} 1.0' in metrics
