@@ -19,9 +19,10 @@ SYSTEM_DEPS := espeak-ng:espeak-ng shellcheck:shellcheck dash:dash \
 # Ansible and the lab tools run from the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 INVENTORY ?= inventory/lab/hosts.yml
-REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt
+REQUIREMENTS := -r server/requirements.lock -r server/requirements-dev.txt -r tests/requirements.txt \
+  -r server/whisperlab/requirements.txt
 
-.PHONY: help setup system-deps dist lint test test-fast test-server test-skill test-roles test-lab lab lab-down status bench soak clean
+.PHONY: help setup system-deps dist lint test test-fast test-server test-skill test-roles test-tool test-lab lab lab-down status bench soak clean
 
 help:
 	@echo "make lab       boot the simulated three-host lab, provision it, transcribe through it"
@@ -29,7 +30,7 @@ help:
 	@echo "make status    each server's health, unit, GPU and last requests, over the client's SSH trust (INVENTORY=...)"
 	@echo "make test      lint, server, skill and role tests, then the lab sequence (converge, idempotence, check, verify, faults)"
 	@echo "make test-fast lint and the server's unit tests: the inner loop, about a minute, no lab"
-	@echo "make setup     install the system packages and the Python venv ($(VENV))"
+	@echo "make setup     install the system packages and the Python venv ($(VENV)), with the whisperlab command"
 	@echo "make lint      ruff, shellcheck, yamllint, ansible-lint, syntax check"
 	@echo "make dist      the server's wheel, named for its source, in dist/ (the server play builds it too)"
 	@echo "make bench   benchmarks; figures go to bench-results/ (copy them into README.md)"
@@ -53,11 +54,12 @@ system-deps:
 	done
 
 # The install is tried twice: a registry hiccup should not fail a whole run.
-$(STAMP): server/pyproject.toml tests/kit/pyproject.toml server/requirements.lock server/requirements-dev.txt tests/requirements.txt
+$(STAMP): server/pyproject.toml tests/kit/pyproject.toml server/requirements.lock server/requirements-dev.txt \
+  tests/requirements.txt server/whisperlab/pyproject.toml server/whisperlab/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(REQUIREMENTS) || $(BIN)/python -m pip install -q $(REQUIREMENTS)
-	$(BIN)/python -m pip install -q --no-deps -e server -e tests/kit
+	$(BIN)/python -m pip install -q --no-deps -e server -e tests/kit -e server/whisperlab
 	touch $@
 
 # The wheel the server play installs on each box; built again only when the source changes.
@@ -75,6 +77,10 @@ lint: setup
 
 test-server: setup
 	cd server && ../$(BIN)/python -m pytest -q -ra tests
+
+# The whisperlab command (compare, batch): scripted endpoints, then real servers with real models.
+test-tool: setup
+	cd server/whisperlab && ../../$(BIN)/python -m pytest -q -ra -p no:cacheprovider tests
 
 # Four workers: the skill's checks mostly wait on stand-in servers, retries and timeouts.
 test-skill: setup

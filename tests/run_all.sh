@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # make test, after lint: the lab sequence (tests/lab/sequence.sh), with the suites that need no lab
-# (the server's, the skill's and the roles') running beside its first steps. On this 2-core machine the
-# lab waits on its hosts about half the time while it boots and converges, so the suites fit in that
-# wait instead of running before it. Each suite's output goes to its own log, printed whole once the
-# lab is done; any failure in either fails the run.
+# (the server's, the whisperlab command's, the skill's and the roles') running beside its first steps.
+# On this 2-core machine the lab waits on its hosts about half the time while it boots and converges, so
+# the suites fit in that wait instead of running before it. Each suite's output goes to its own log,
+# printed whole once the lab is done; any failure in either fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOGS=${WHISPERLAB_LOGS:-/tmp/whisperlab-logs}
@@ -12,7 +12,7 @@ MAKE=${MAKE:-make}
 
 suites() {
   local failed=0 suite
-  for suite in test-server test-skill test-roles; do
+  for suite in test-server test-tool test-skill test-roles; do
     if "$MAKE" --no-print-directory "$suite" >"$LOGS/$suite.log" 2>&1; then
       echo "$suite: passed ($(tail -n 1 "$LOGS/$suite.log"))"
     else
@@ -32,7 +32,7 @@ tests/lab/sequence.sh || lab=$?
 
 suites_status=0
 wait "$suites_pid" || suites_status=$?
-for suite in test-server test-skill test-roles; do
+for suite in test-server test-tool test-skill test-roles; do
   printf '\n\033[1m=== %s\033[0m\n' "$suite"
   cat "$LOGS/$suite.log" 2>/dev/null || true
 done

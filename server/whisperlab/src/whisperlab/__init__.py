@@ -1,0 +1,1 @@
+"""The whisperlab command: compare endpoints, transcribe in bulk (docs/whisperlab.md)."""

@@ -1,0 +1,5 @@
+import sys
+
+from whisperlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,216 @@
+"""The whisperlab command. Exit status: 0 done; 1 a failure (a file that failed, a gate not met);
+2 a usage error; 130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from whisperlab import endpoints
+from whisperlab.endpoints import EndpointError
+
+ENDPOINTS_HELP = """\
+endpoints:
+  openai             OpenAI's API; key from OPENAI_API_KEY (OPENAI_BASE_URL moves it, as in the SDK)
+  wsl.home, wsl      a server of the inventory (--inventory or WHISPERLAB_INVENTORY), by alias, short
+                     name or host name; its key and CA come from the inventory's files
+  https://host:8000/v1
+                     any OpenAI-compatible server; key from WHISPERLAB_API_KEY, or none
+
+keys never go on the command line: --key-file and --key-env name a file or a variable, as LABEL=VALUE
+for one endpoint (LABEL as you wrote it) or VALUE for all.
+"""
+
+
+def _endpoint_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("endpoints")
+    group.add_argument("--inventory", metavar="HOSTS.YML", help="the inventory that names the servers")
+    group.add_argument("--key-file", action="append", default=[], metavar="[LABEL=]PATH", help="read a key here")
+    group.add_argument("--key-env", action="append", default=[], metavar="[LABEL=]VAR", help="read a key from VAR")
+    group.add_argument("--ca-file", action="append", default=[], metavar="[LABEL=]PEM", help="also trust this CA")
+    group.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="[LABEL=]MODEL",
+        help="the model asked for (default whisper-1)",
+    )
+
+
+def _options(args) -> endpoints.Options:
+    return endpoints.Options(
+        inventory=args.inventory,
+        key_files=endpoints.per_label(args.key_file, "--key-file"),
+        key_envs=endpoints.per_label(args.key_env, "--key-env"),
+        ca_files=endpoints.per_label(args.ca_file, "--ca-file"),
+        models=endpoints.per_label(args.model, "--model"),
+    )
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="whisperlab",
+        description="Compare speech-to-text endpoints and transcribe in bulk, through the official OpenAI SDK.",
+        epilog=ENDPOINTS_HELP + "\nmore: docs/whisperlab.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    compare = commands.add_parser(
+        "compare",
+        help="send the same files to A and B; report WER of B against A, latency, errors and cost",
+        description="Each file goes to both endpoints. A is the reference (what you trust today), B the candidate.",
+        epilog=ENDPOINTS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("a", metavar="A", help="the reference endpoint")
+    compare.add_argument("b", metavar="B", help="the candidate endpoint")
+    compare.add_argument("inputs", metavar="FILE|DIR", nargs="+", help="audio files, or folders searched for them")
+    compare.add_argument("--out", type=Path, metavar="DIR", help="write report.md, report.json and report.png here")
+    compare.add_argument("--concurrency", type=_positive(int), default=2, help="requests in flight (default 2)")
+    compare.add_argument("--timeout", type=_positive(float), default=300.0, help="seconds per request (300)")
+    compare.add_argument("--retries", type=int, default=2, help="the SDK's retries per request (default 2)")
+    compare.add_argument("--language", help="the language both are told (default: each detects it)")
+    compare.add_argument("--fail-above", type=float, metavar="WER", help="exit 1 when B's WER against A is above")
+    compare.add_argument("--p99-above", type=float, metavar="SECONDS", help="exit 1 when B's p99 latency is above")
+    compare.add_argument("--price-per-minute", type=float, metavar="USD", help="instead of OpenAI's for the model")
+    compare.add_argument("--minutes-per-month", type=float, metavar="N", help="also cost a month of N minutes")
+    _endpoint_options(compare)
+
+    batch = commands.add_parser(
+        "batch",
+        help="transcribe a folder or files, resumably, over every server",
+        description=(
+            "Writes a transcript beside each audio file (or under --out). A file already transcribed is "
+            "skipped; an interrupted run leaves no half-written transcript. Inputs are never changed."
+        ),
+        epilog=ENDPOINTS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    batch.add_argument("inputs", metavar="FILE|DIR", nargs="+", help="audio files, or folders searched for them")
+    batch.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="a server to use, in order (repeat it); default: every server of the inventory",
+    )
+    batch.add_argument("--format", choices=["txt", "srt", "vtt", "json", "verbose_json"], default="txt")
+    batch.add_argument("--out", type=Path, metavar="DIR", help="write transcripts here, keeping the folder tree")
+    batch.add_argument("--concurrency", type=_positive(int), default=2, help="files in flight (default 2)")
+    batch.add_argument("--timeout", type=_positive(float), default=600.0, help="seconds per request (600)")
+    batch.add_argument("--retries", type=int, default=3, help="the SDK's retries per server (default 3)")
+    batch.add_argument("--language", help="the language the servers are told (default: detected)")
+    batch.add_argument("--prompt", help="text that guides the spelling of names and terms")
+    batch.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the summary and each file here")
+    progress = batch.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show it")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+    _endpoint_options(batch)
+    return top
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "compare":
+            return _compare(args)
+        return _batch(args)
+    except EndpointError as error:
+        print(f"whisperlab {args.command}: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"whisperlab {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"whisperlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _compare(args) -> int:
+    from tqdm import tqdm
+
+    from whisperlab import compare
+    from whisperlab.files import BadAudio, find, measure
+
+    options = _options(args)
+    a, b = endpoints.resolve(args.a, options), endpoints.resolve(args.b, options)
+    audios, skipped = [], []
+    for path, root in find(args.inputs):
+        try:
+            audios.append(measure(path, root))
+        except BadAudio as error:
+            skipped.append(f"{path}: {error}")
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if not audios:
+        print("whisperlab compare: no audio to compare", file=sys.stderr)
+        return 1
+    settings = compare.Settings(
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        language=args.language,
+        price_per_minute=args.price_per_minute,
+        minutes_per_month=args.minutes_per_month,
+    )
+    with tqdm(total=len(audios) * 2, unit="req", desc="requests", file=sys.stderr, disable=None) as bar:
+        results = compare.run(a, b, audios, settings, progress=bar)
+    summary = compare.report(a, b, results, settings)
+    summary["skipped"] = skipped
+    print(compare.table(summary))
+    if args.out:
+        written = compare.write(summary, args.out)
+        print("\nwritten: " + ", ".join(str(path) for path in written.values()))
+    failures = compare.gate(summary, args.fail_above, args.p99_above)
+    for failure in failures:
+        print(f"gate: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _batch(args) -> int:
+    from whisperlab import batch
+
+    options = _options(args)
+    servers = [endpoints.resolve(s, options) for s in args.server] if args.server else endpoints.servers(options)
+    settings = batch.Settings(
+        format=args.format,
+        out=args.out,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        language=args.language,
+        prompt=args.prompt,
+        progress=args.progress,
+    )
+    runner = batch.Batch(servers, settings)
+    began = time.monotonic()
+    outcomes = runner.run(args.inputs, report=lambda line: print(line, file=sys.stderr))
+    result = batch.summary(outcomes, time.monotonic() - began)
+    interrupted = runner.stopping.is_set()
+    print(batch.describe(result, interrupted))
+    if args.summary_json:
+        detail = {**result, "interrupted": interrupted, "outcomes": [vars(o) for o in outcomes]}
+        args.summary_json.write_text(json.dumps(detail, indent=2) + "\n")
+    if interrupted:
+        return 130
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
