@@ -1000,3 +1000,133 @@ def test_an_unreadable_ca_file_is_an_error_and_nothing_is_sent(shell, tls, audio
     assert result.returncode == 1
     assert "CA certificate" in result.stderr and "nothing was sent" in result.stderr, result.stderr
     assert tls["server"].requests[before:] == []
+
+
+# --- shadowing (opt-in): the note a local server answered, also to a second endpoint, in the background --
+
+WHISPERLAB = Path(sys.executable).parent / "whisperlab"  # make setup installs the command here
+SHADOW_KEY = "sk-shadow-endpoint-0123456789"
+
+
+def _shadow_config(folder: Path, server, cloud_url: str, **settings: str) -> Path:
+    """A client.env as the whisper_skill role writes it, with shadowing as given."""
+    key = folder / "shadow-key"
+    key.write_text(SHADOW_KEY)
+    key.chmod(0o600)
+    values = {
+        "WHISPER_API_URL": f"{server.url}/v1",
+        "WHISPER_API_KEY": server.key,
+        "WHISPER_SHADOW_URL": cloud_url,
+        "WHISPER_SHADOW_KEY_FILE": str(key),
+        "WHISPER_SHADOW_COMMAND": str(WHISPERLAB),
+        "WHISPER_SHADOW_DIR": str(folder / "shadow"),
+        **settings,
+    }
+    config = folder / "client.env"
+    config.write_text("".join(f"{name}={value}\n" for name, value in values.items() if value is not None))
+    return config
+
+
+def _tomorrow() -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(time.time() + 86400))
+
+
+@pytest.fixture
+def cloud():
+    from whisperlab_testkit.endpoint import StandIn
+
+    standin = StandIn(texts={"note.ogg": support.SENTENCES["report"]})
+    yield standin
+    standin.close()
+
+
+def _wait_for_log(log: Path, seconds: float = 60) -> list:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().endswith("\n"):
+            return [json.loads(line) for line in log.read_text().splitlines()]
+        time.sleep(0.1)
+    raise AssertionError(f"nothing logged in {log} within {seconds} s")
+
+
+def test_shadowing_off_is_the_same_run_and_sends_nothing_more(shell, server, audio, cloud, tmp_path_factory):
+    """Off (the role's default writes WHISPER_SHADOW=0) and absent are the same run, byte for byte, and
+    neither hands anything to the second endpoint, nor makes its folder."""
+    runs = []
+    for setting in (None, "0"):
+        folder = tmp_path_factory.mktemp("off")
+        config = _shadow_config(folder, server, cloud.url, WHISPER_SHADOW=setting, WHISPER_SHADOW_UNTIL=_tomorrow())
+        out = audio.folder / "note.txt"
+        result = run(shell, audio.path, env={"WHISPER_SKILL_CONFIG": str(config)})
+        assert result.returncode == 0, result.stderr
+        runs.append((result.stdout, result.stderr, out.read_bytes()))
+        out.unlink()
+        assert not (folder / "shadow").exists()
+    assert runs[0] == runs[1]
+    time.sleep(3)  # a background job, had one started, would have asked by now
+    assert cloud.seen == []
+
+
+def test_shadowing_on_logs_both_answers_and_never_the_audio(shell, server, audio, cloud, tmp_path):
+    config = _shadow_config(tmp_path, server, cloud.url, WHISPER_SHADOW="1", WHISPER_SHADOW_UNTIL=_tomorrow())
+    result = run(shell, audio.path, env={"WHISPER_SKILL_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{audio.folder / 'note.txt'}\n" and result.stderr == ""
+    log = tmp_path / "shadow" / "shadow.jsonl"
+    [record] = _wait_for_log(log)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert record["local"]["url"] == f"{server.url}/v1" and record["local"]["latency_s"] > 0
+    assert support.wer(support.SENTENCES["report"], record["local"]["text"]) <= MAX_WER
+    assert record["shadow"]["ok"] and record["shadow"]["text"] == support.SENTENCES["report"]
+    assert record["shadow"]["model"] == "gpt-4o-transcribe"  # what the skill was asked for
+    assert record["seconds"] == pytest.approx(len(support.speak(support.SENTENCES["report"])) / 16000, abs=0.1)
+    [asked] = cloud.seen
+    assert asked.authorization == f"Bearer {SHADOW_KEY}" and asked.filename == "note.ogg"
+    raw = log.read_bytes()
+    assert b"OggS" not in raw and audio.path.read_bytes()[200:232] not in raw
+    deadline = time.monotonic() + 10
+    while list((tmp_path / "shadow" / "spool").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list((tmp_path / "shadow" / "spool").iterdir()) == []  # the copy is gone once sent
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"WHISPER_SHADOW_UNTIL": "2020-01-01"},  # past its end date
+        {"WHISPER_SHADOW_UNTIL": "2999-12-31", "WHISPER_SHADOW_RATE": "0"},  # sampled out
+    ],
+    ids=["ended", "rate-0"],
+)
+def test_shadowing_ends_on_its_date_and_samples(server, audio, cloud, tmp_path, settings):
+    config = _shadow_config(tmp_path, server, cloud.url, WHISPER_SHADOW="1", **settings)
+    result = run("dash", audio.path, env={"WHISPER_SKILL_CONFIG": str(config)})
+    assert result.returncode == 0 and result.stderr == ""
+    time.sleep(3)
+    assert cloud.seen == [] and not (tmp_path / "shadow").exists()
+
+
+def test_shadowing_without_its_command_says_so_and_still_transcribes(server, audio, cloud, tmp_path):
+    config = _shadow_config(
+        tmp_path,
+        server,
+        cloud.url,
+        WHISPER_SHADOW="1",
+        WHISPER_SHADOW_UNTIL=_tomorrow(),
+        WHISPER_SHADOW_COMMAND="/nowhere",
+    )
+    result = run("dash", audio.path, env={"WHISPER_SKILL_CONFIG": str(config)})
+    assert result.returncode == 0 and result.stdout.strip().endswith("note.txt")
+    assert "shadowing is on but its command (/nowhere) is not installed: not shadowed" in result.stderr
+
+
+def test_a_note_no_local_server_answered_is_never_shadowed(audio, cloud, tmp_path):
+    class Down:
+        url = f"http://127.0.0.1:{support.free_port()}"
+        key = "k"
+
+    config = _shadow_config(tmp_path, Down, cloud.url, WHISPER_SHADOW="1", WHISPER_SHADOW_UNTIL=_tomorrow())
+    result = run("dash", audio.path, env={"WHISPER_SKILL_CONFIG": str(config), "WHISPER_CONNECT_GRACE": "1"})
+    assert result.returncode == 1
+    time.sleep(2)
+    assert cloud.seen == [] and not (tmp_path / "shadow").exists()

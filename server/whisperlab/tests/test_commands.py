@@ -230,3 +230,59 @@ def test_batch_interrupted_finishes_what_is_in_flight_then_resumes(tmp_path, not
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"({6 - len(written)} transcribed, {len(written)} already done, 0 failed)" in resumed.stdout
     assert sorted(s.filename for s in server.seen) == [f"n{i}.ogg" for i in range(6)]
+
+
+def _job(spool: Path, note: Path, name: str, local_text: str, url: str = "http://wsl.home:8000/v1") -> Path:
+    """A copied note as the skill override leaves it for `whisperlab shadow send`."""
+    job = spool / f"job.{name}"
+    job.mkdir(parents=True)
+    (job / "audio.ogg").write_bytes(note.read_bytes())
+    for field, value in {"local": local_text, "url": url, "seconds": "0.84", "model": "gpt-4o-transcribe"}.items():
+        (job / field).write_text(value)
+    (job / "name").write_text(name)
+    return job
+
+
+def test_shadow_send_logs_the_pair_then_compare_reads_the_log(tmp_path, notes, standin):
+    cloud = standin(texts={"fox.ogg": TEXTS_A["fox.ogg"], "report.ogg": TEXTS_A["report.ogg"]})
+    key = tmp_path / "cloud-key"
+    key.write_text("sk-cloud")
+    folder = tmp_path / "shadow"
+    config = tmp_path / "client.env"
+    config.write_text(f"WHISPER_SHADOW_URL={cloud.url}\nWHISPER_SHADOW_KEY_FILE={key}\nWHISPER_SHADOW_DIR={folder}\n")
+    local = {"fox.ogg": TEXTS_A["fox.ogg"], "report.ogg": TEXTS_B["report.ogg"]}
+    for name, text in local.items():
+        job = _job(folder / "spool", notes[Path(name).stem], name, text)
+        done = whisperlab("shadow", "send", "--config", str(config), str(job))
+        assert done.returncode == 0, done.stderr
+        assert not job.exists()
+    # The second endpoint unreachable: still a record, saying why; the copy still removed.
+    dead = tmp_path / "dead.env"
+    dead.write_text(f"WHISPER_SHADOW_URL=http://127.0.0.1:{support.free_port()}/v1\nWHISPER_SHADOW_DIR={folder}\n")
+    job = _job(folder / "spool", notes["weather"], "weather.ogg", TEXTS_A["weather.ogg"])
+    assert whisperlab("shadow", "send", "--config", str(dead), str(job)).returncode == 1
+    assert not job.exists()
+
+    log = folder / "shadow.jsonl"
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["name"] for r in records] == ["fox.ogg", "report.ogg", "weather.ogg"]
+    assert records[2]["shadow"]["ok"] is False and "cannot connect" in records[2]["shadow"]["error"]
+    assert {s.authorization for s in cloud.seen} == {"Bearer sk-cloud"}
+    assert {s.fields["model"] for s in cloud.seen} == {"gpt-4o-transcribe"}
+
+    out = tmp_path / "report"
+    done = whisperlab("compare", "--from-shadow-log", str(log), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["compared"] == 2 and report["wer"] == pytest.approx(2 / (9 + 12))
+    assert report["a"]["url"] == cloud.url and report["a"]["error_rate"] == pytest.approx(1 / 3)
+    assert report["b"]["latency_s"]["p50"] == pytest.approx(0.84)
+    assert "{+fine ants+}" in (out / "report.md").read_text()
+
+
+def test_compare_from_a_log_that_is_not_one_is_a_usage_error(tmp_path):
+    log = tmp_path / "shadow.jsonl"
+    log.write_text("not json\n")
+    done = whisperlab("compare", "--from-shadow-log", str(log))
+    assert done.returncode == 2 and "shadow.jsonl:1: not a shadow record" in done.stderr

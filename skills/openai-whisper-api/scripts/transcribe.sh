@@ -227,8 +227,9 @@ quoted_in=$(printf '%s' "$in" | sed 's/[\\"]/\\&/g')
 wire_format=$response_format
 [ "$text_of_json" = 0 ] || wire_format=text
 
-# One request. Sets status (the HTTP code, or 000 when nothing answered) and connects (how many
-# connections were made: 0 means the server could not be reached at all). The key goes to curl on
+# One request. Sets status (the HTTP code, or 000 when nothing answered), connects (how many
+# connections were made: 0 means the server could not be reached at all) and took (its seconds).
+# The key goes to curl on
 # stdin (-K -), so it never shows in `ps`; so does the CA file (send_ca), when there is one.
 request() {  # base-url key max-seconds
   result=$(
@@ -240,7 +241,7 @@ request() {  # base-url key max-seconds
         printf 'cacert = "%s"\n' "$(printf '%s' "$send_ca" | sed 's/[\\"]/\\&/g')"
       fi
     } | curl -sS -K - --connect-timeout 5 --max-time "$3" -o "$body" -D "$headers" \
-      -w '%{http_code} %{num_connects} %{exitcode}' \
+      -w '%{http_code} %{num_connects} %{exitcode} %{time_total}' \
       -H "Accept: application/json" \
       -F "file=@\"$quoted_in\"" \
       --form-string "model=$model" \
@@ -251,9 +252,11 @@ request() {  # base-url key max-seconds
       "$1/audio/transcriptions" 2>"$curl_err"
   ) || true
   status=${result%% *}
-  connects=${result#* }
-  exitcode=${connects#* }
-  connects=${connects%% *}
+  rest=${result#* }
+  connects=${rest%% *}
+  rest=${rest#* }
+  exitcode=${rest%% *}
+  took=${rest#* }  # seconds, with a fraction: what a shadow record gives as this server's latency
   case "$status" in "" | *[!0-9]*) status=000 ;; esac
   case "$connects" in "" | *[!0-9]*) connects=0 ;; esac
   case "$exitcode" in "" | *[!0-9]*) exitcode=0 ;; esac
@@ -361,6 +364,7 @@ send() {  # key url...
 }
 
 rc=3  # no local server reached (none to try counts as none reached)
+answered_locally=0
 if [ -z "$no_server" ]; then
   rc=0
   set -f
@@ -368,6 +372,7 @@ if [ -z "$no_server" ]; then
   # shellcheck disable=SC2086  # the list of URLs is meant to split (set -f: no globbing)
   send "$key" $urls || rc=$?
   set +f
+  [ "$rc" != 0 ] || answered_locally=1
 fi
 if [ "$rc" = 3 ] && [ "$fallback" = 1 ]; then
   [ -n "$fallback_key" ] || die "no local server could be reached, and the OpenAI fallback has no key (OPENAI_API_KEY)"
@@ -401,3 +406,55 @@ fi
 (umask "$user_umask" && cat "$body" >"$tmp/transcript") || die "could not write the transcript in $outdir"
 mv -f "$tmp/transcript" "$out"
 printf '%s\n' "$out"
+
+# --- shadowing: opt-in, off unless the config says WHISPER_SHADOW=1 (docs/whisperlab.md) ------------
+# A sampled share of the notes a local server answered is also sent, in the background, to a second
+# endpoint (usually OpenAI's cloud), and both answers are logged (texts and latencies, never the audio)
+# for `whisperlab compare --from-shadow-log`. That sends this audio to the second endpoint: it is why
+# it is off unless asked for, and ends on a date. Nothing here changes this run's result: the
+# transcript is already in place, and a problem is one line on stderr. The audio is copied, never moved.
+shadow() {
+  [ "$(config_value WHISPER_SHADOW)" = 1 ] || return 0
+  until_day=$(config_value WHISPER_SHADOW_UNTIL | tr -d '-')
+  case "$until_day" in
+    [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) ;;
+    *) say "shadowing is on but WHISPER_SHADOW_UNTIL is not a date (YYYY-MM-DD): not shadowed"; return 0 ;;
+  esac
+  [ "$(date +%Y%m%d)" -le "$until_day" ] || return 0
+  rate=$(config_value WHISPER_SHADOW_RATE)
+  rate=${rate:-100}
+  case "$rate" in
+    "" | *[!0-9]*) say "shadowing is on but WHISPER_SHADOW_RATE is not a percentage: not shadowed"; return 0 ;;
+  esac
+  draw=$(od -An -N2 -tu2 /dev/urandom | tr -d ' \n')
+  [ $((draw % 100)) -lt "$rate" ] || return 0
+  shadow_command=$(config_value WHISPER_SHADOW_COMMAND)
+  if [ -z "$shadow_command" ] || [ ! -x "$shadow_command" ]; then
+    say "shadowing is on but its command (${shadow_command:-WHISPER_SHADOW_COMMAND}) is not installed: not shadowed"
+    return 0
+  fi
+  spool=$(config_value WHISPER_SHADOW_DIR)
+  spool=${spool:-${HOME:-}/.local/state/whisperlab/shadow}/spool
+  # The upload keeps the input's extension: some endpoints tell the format by it.
+  name=${in##*/}
+  extension=ogg
+  case "$name" in ?*.*) extension=${name##*.} ;; esac
+  case "$extension" in *[!A-Za-z0-9]* | ??????*) extension=ogg ;; esac
+  job=$(umask 077 && mkdir -p "$spool" && mktemp -d "$spool/job.XXXXXX") \
+    || { say "shadowing: cannot make a folder in $spool: not shadowed"; return 0; }
+  if ! (
+    umask 077
+    cp "$in" "$job/audio.$extension" && cp "$out" "$job/local" \
+      && printf '%s' "$base" >"$job/url" && printf '%s' "$took" >"$job/seconds" \
+      && printf '%s' "$model" >"$job/model" && printf '%s' "$language" >"$job/language" \
+      && printf '%s' "$prompt" >"$job/prompt" && printf '%s' "$name" >"$job/name" \
+      && printf '%s' "$wire_format" >"$job/format"
+  ); then
+    rm -rf "$job"
+    say "shadowing: cannot copy the note into $job: not shadowed"
+    return 0
+  fi
+  # Detached, every stream closed: the assistant waits for this script, not for the second endpoint.
+  (cd / && nohup "$shadow_command" shadow send --config "$config" "$job" </dev/null >/dev/null 2>&1 &)
+}
+[ "$answered_locally" = 0 ] || shadow || true

@@ -37,6 +37,7 @@ def transcribe(
     language: Optional[str] = None,
     prompt: Optional[str] = None,
     request_id: Optional[str] = None,
+    upload_name: Optional[str] = None,
 ) -> Call:
     import openai
 
@@ -51,7 +52,7 @@ def transcribe(
         with open(audio.path, "rb") as upload:  # read only; the file is never changed
             raw = client.audio.transcriptions.with_raw_response.create(
                 model=endpoint.model,
-                file=(audio.path.name, upload),
+                file=(upload_name or audio.path.name, upload),
                 response_format=response_format,
                 extra_headers={"X-Request-ID": request_id},
                 **extra,

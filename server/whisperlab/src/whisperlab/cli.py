@@ -78,9 +78,19 @@ def parser() -> argparse.ArgumentParser:
         epilog=ENDPOINTS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    compare.add_argument("a", metavar="A", help="the reference endpoint")
-    compare.add_argument("b", metavar="B", help="the candidate endpoint")
-    compare.add_argument("inputs", metavar="FILE|DIR", nargs="+", help="audio files, or folders searched for them")
+    compare.usage = (
+        "whisperlab compare [options] A B FILE|DIR [FILE|DIR ...]\n"
+        "       whisperlab compare [options] --from-shadow-log LOG"
+    )
+    compare.add_argument(
+        "args", metavar="A B FILE|DIR", nargs="*", help="the reference, the candidate, then audio files or folders"
+    )
+    compare.add_argument(
+        "--from-shadow-log",
+        type=Path,
+        metavar="LOG",
+        help="report on what shadowing logged (A: the second endpoint, B: the local server) instead",
+    )
     compare.add_argument("--out", type=Path, metavar="DIR", help="write report.md, report.json and report.png here")
     compare.add_argument("--concurrency", type=_positive(int), default=2, help="requests in flight (default 2)")
     compare.add_argument("--timeout", type=_positive(float), default=300.0, help="seconds per request (300)")
@@ -91,6 +101,21 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--price-per-minute", type=float, metavar="USD", help="instead of OpenAI's for the model")
     compare.add_argument("--minutes-per-month", type=float, metavar="N", help="also cost a month of N minutes")
     _endpoint_options(compare)
+
+    shadow = commands.add_parser(
+        "shadow",
+        help="shadowing's background job (the skill runs it; the whisper_skill role turns it on)",
+        description=(
+            "While shadowing is on (whisper_skill_shadow), the skill hands a copy of each sampled note a local "
+            "server answered to `whisperlab shadow send`, which asks the second endpoint, logs both answers "
+            "(never the audio) and removes the copy. Report on the log with `whisperlab compare --from-shadow-log`."
+        ),
+    )
+    actions = shadow.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    send = actions.add_parser("send", help="send one copied note to the second endpoint and log the pair")
+    send.add_argument("--config", required=True, help="the skill's config (client.env)")
+    send.add_argument("job", type=Path, help="the folder the skill copied the note into")
 
     batch = commands.add_parser(
         "batch",
@@ -130,6 +155,8 @@ def main(argv: Optional[list] = None) -> int:
     try:
         if args.command == "compare":
             return _compare(args)
+        if args.command == "shadow":
+            return _shadow(args)
         return _batch(args)
     except EndpointError as error:
         print(f"whisperlab {args.command}: {error}", file=sys.stderr)
@@ -148,10 +175,25 @@ def _compare(args) -> int:
     from whisperlab import compare
     from whisperlab.files import BadAudio, find, measure
 
+    settings = compare.Settings(
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        language=args.language,
+        price_per_minute=args.price_per_minute,
+        minutes_per_month=args.minutes_per_month,
+    )
+    if args.from_shadow_log:
+        if args.args:
+            raise EndpointError("--from-shadow-log takes no A, B or files: the log names both endpoints")
+        summary = _from_shadow_log(args.from_shadow_log, settings)
+        return _finish(summary, args)
+    if len(args.args) < 3:
+        raise EndpointError("give A, B and at least one file or folder (or --from-shadow-log LOG)")
     options = _options(args)
-    a, b = endpoints.resolve(args.a, options), endpoints.resolve(args.b, options)
+    a, b = endpoints.resolve(args.args[0], options), endpoints.resolve(args.args[1], options)
     audios, skipped = [], []
-    for path, root in find(args.inputs):
+    for path, root in find(args.args[2:]):
         try:
             audios.append(measure(path, root))
         except BadAudio as error:
@@ -161,18 +203,35 @@ def _compare(args) -> int:
     if not audios:
         print("whisperlab compare: no audio to compare", file=sys.stderr)
         return 1
-    settings = compare.Settings(
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        retries=args.retries,
-        language=args.language,
-        price_per_minute=args.price_per_minute,
-        minutes_per_month=args.minutes_per_month,
-    )
     with tqdm(total=len(audios) * 2, unit="req", desc="requests", file=sys.stderr, disable=None) as bar:
         results = compare.run(a, b, audios, settings, progress=bar)
     summary = compare.report(a, b, results, settings)
     summary["skipped"] = skipped
+    return _finish(summary, args)
+
+
+def _from_shadow_log(log: Path, settings) -> dict:
+    from whisperlab import compare, shadow
+
+    if not log.is_file():
+        raise FileNotFoundError(f"no shadow log at {log}")
+    try:
+        results, named = shadow.results_from_log(log)
+    except ValueError as error:
+        raise EndpointError(str(error)) from None
+    if not results:
+        raise EndpointError(f"{log} has no records yet")
+    (a_url, a_model), (b_url, b_model) = named["a"], named["b"]
+    a = endpoints.Endpoint(a_url or "shadow", a_url, None, None, a_model or "whisper-1", a_url == endpoints.OPENAI_URL)
+    b = endpoints.Endpoint(b_url or "local", b_url, None, None, b_model or "whisper-1")
+    summary = compare.report(a, b, results, settings)
+    summary["source"] = str(log)
+    return summary
+
+
+def _finish(summary: dict, args) -> int:
+    from whisperlab import compare
+
     print(compare.table(summary))
     if args.out:
         written = compare.write(summary, args.out)
@@ -181,6 +240,13 @@ def _compare(args) -> int:
     for failure in failures:
         print(f"gate: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _shadow(args) -> int:
+    from whisperlab import shadow
+
+    record = shadow.send(args.config, args.job)
+    return 0 if record["shadow"]["ok"] else 1
 
 
 def _batch(args) -> int:
