@@ -141,6 +141,19 @@ def test_skill_installed(host, setup):
     assert config.contains("^WHISPER_CONNECT_GRACE=[0-9][0-9]*$") and config.contains("^WHISPER_TIMEOUT=[0-9][0-9]*$")
 
 
+def test_shadowing_is_off_unless_the_inventory_turns_it_on(host, setup):
+    """Shadowing sends the user's audio to a second endpoint: off by default, and its key only where on."""
+    on = str(host.ansible.get_variables().get("whisper_skill_shadow", False)).lower() in ("true", "yes", "1")
+    config = host.file(f"{setup['home']}/.config/whisperlab/client.env")
+    assert config.contains(f"^WHISPER_SHADOW={'1' if on else '0'}$")
+    assert config.contains("^WHISPER_SHADOW_URL=") == on
+    key = host.file(f"{setup['home']}/.config/whisperlab/shadow-key")
+    if on:
+        assert key.mode == 0o600 and key.user == setup["user"]
+    else:
+        assert not key.exists
+
+
 def test_skill_transcribes_end_to_end(host, setup, tmp_path):
     local = tmp_path / "note.ogg"
     local.write_bytes(support.speech("weather", "ogg"))

@@ -6,6 +6,7 @@ reports on that log as on files.
 Its settings are the skill's config (the whisper_skill role writes it):
   WHISPER_SHADOW_URL       the second endpoint's API base (default OpenAI's)
   WHISPER_SHADOW_KEY_FILE  its key, in a file (mode 0600)
+  WHISPER_SHADOW_CA_FILE   a CA it is trusted through besides the system's (one of the servers: whisperlab's)
   WHISPER_SHADOW_MODEL     the model it is asked for (default: what the skill was asked for)
   WHISPER_SHADOW_DIR       the log (shadow.jsonl) and the copies waiting to be sent (spool/)
 """
@@ -108,7 +109,8 @@ def send(config_path: str, job: Path, timeout: float = 300.0) -> dict:
             audio: Audio = measure(audio_file)
             record["seconds"] = audio.seconds
             key = read_key_file(config["WHISPER_SHADOW_KEY_FILE"]) if config.get("WHISPER_SHADOW_KEY_FILE") else None
-            endpoint = Endpoint("shadow", url, key, None, model, is_openai=url == OPENAI_URL)
+            ca = config.get("WHISPER_SHADOW_CA_FILE") or None
+            endpoint = Endpoint("shadow", url, key, ca, model, is_openai=url == OPENAI_URL)
             call: Call = transcribe(
                 endpoint.client(timeout=timeout, max_retries=2),
                 endpoint,
