@@ -20,6 +20,7 @@ from whisperlab_testkit.inventory_facts import server_facts
 from whisperlab_testkit.lab import KEY_FILE, mac
 
 REPO = Path(__file__).resolve().parents[2]
+GROUP = "clients"  # once, from the controller: not once per host
 WORK = "whisperlab-shadow"
 NOTE = f"{WORK}/voice.ogg"
 SKILL = ".openclaw/workspace/skills/openai-whisper-api/scripts/transcribe.sh"

@@ -38,7 +38,10 @@ def run(a: Endpoint, b: Endpoint, audios: list, settings: Settings, progress=Non
         for side, endpoint in (("a", a), ("b", b))
     }
     endpoints = {"a": a, "b": b}
-    results: list = [{"file": str(audio.path), "seconds": audio.seconds} for audio in audios]
+    # "file" as the user named it below the folder given (or the file's own name); "path" in full.
+    results: list = [
+        {"file": str(audio.relative), "path": str(audio.path), "seconds": audio.seconds} for audio in audios
+    ]
     lock = threading.Lock()
 
     def one(index: int, side: str) -> None:
@@ -79,6 +82,7 @@ def report(a: Endpoint, b: Endpoint, results: list, settings: Settings) -> dict:
         call_a, call_b = row["a"], row["b"]
         entry = {
             "file": row["file"],
+            "path": row.get("path", row["file"]),
             "seconds": row["seconds"],
             "a": _call(call_a),
             "b": _call(call_b),
