@@ -286,3 +286,68 @@ def test_compare_from_a_log_that_is_not_one_is_a_usage_error(tmp_path):
     log.write_text("not json\n")
     done = whisperlab("compare", "--from-shadow-log", str(log))
     assert done.returncode == 2 and "shadow.jsonl:1: not a shadow record" in done.stderr
+
+
+def _shadow_log(path: Path, count: int, local_text=None, local_ok=None, local_latency=None) -> Path:
+    """A shadow log of `count` notes; the local side's text, success and latency per note as given."""
+    lines = []
+    for i in range(count):
+        truth = TEXTS_A["report.ogg"]
+        lines.append(
+            json.dumps(
+                {
+                    "time": f"2026-11-30T10:{i:02d}:00+00:00",
+                    "name": f"note-{i}.ogg",
+                    "seconds": 5.0,
+                    "local": {
+                        "url": "https://wsl.home:8000/v1",
+                        "model": "gpt-4o-transcribe",
+                        "text": local_text(i) if local_text else truth,
+                        "latency_s": local_latency(i) if local_latency else 1.0,
+                        "ok": local_ok(i) if local_ok else True,
+                    },
+                    "shadow": {
+                        "url": "https://api.openai.com/v1",
+                        "model": "gpt-4o-transcribe",
+                        "ok": True,
+                        "text": truth,
+                        "latency_s": 2.0,
+                        "error": "",
+                    },
+                }
+            )
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "log, meets, says",
+    [
+        ({"count": 20}, True, "wsl.home:8000 meets every threshold"),
+        ({"count": 5}, False, "FAIL notes: 5 (at least 20"),
+        ({"count": 20, "local_ok": lambda i: i != 3}, False, "FAIL error rate: 5.0% (at most 1.0%)"),
+        ({"count": 20, "local_latency": lambda i: 30.0 if i == 0 else 1.0}, False, "FAIL p99 latency: 24.49 s"),
+        ({"count": 20, "local_text": lambda i: "something else entirely"}, False, "FAIL WER against"),
+    ],
+    ids=["meets", "too-few", "errors", "slow", "wrong"],
+)
+def test_canary_says_whether_the_local_server_meets_the_bar(tmp_path, log, meets, says):
+    path = _shadow_log(tmp_path / "shadow.jsonl", **log)
+    done = whisperlab("canary", "--from-shadow-log", str(path))
+    assert done.returncode == (0 if meets else 1), done.stdout + done.stderr
+    assert says in done.stdout
+
+
+def test_canary_reads_a_compare_report(tmp_path, folder, standin):
+    a, b = standin(texts=TEXTS_A), standin(texts=TEXTS_B)
+    out = tmp_path / "report"
+    assert whisperlab("compare", a.url, b.url, str(folder), "--out", str(out)).returncode == 0
+    report = out / "report.json"
+    strict = whisperlab("canary", "--report", str(report), "--min-notes", "3", "--max-wer", "0.05")
+    assert strict.returncode == 1 and "FAIL WER against" in strict.stdout
+    lenient = whisperlab("canary", "--report", str(report), "--min-notes", "3", "--max-wer", "0.1")
+    assert lenient.returncode == 0, lenient.stdout
+    broken = tmp_path / "not-a-report.json"
+    broken.write_text("{}")
+    assert whisperlab("canary", "--report", str(broken)).returncode == 2

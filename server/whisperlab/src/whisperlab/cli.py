@@ -102,6 +102,23 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--minutes-per-month", type=float, metavar="N", help="also cost a month of N minutes")
     _endpoint_options(compare)
 
+    canary = commands.add_parser(
+        "canary",
+        help="whether the local server meets the bar to come first, from a shadow log or a compare report",
+        description=(
+            "Reads the evidence (a shadow log: the local server beside the second endpoint on real notes; or "
+            "report.json from compare: B is the candidate) and says whether the local server meets every "
+            "threshold. Exit 0: it does; 1: it does not, or there is not enough evidence."
+        ),
+    )
+    evidence = canary.add_mutually_exclusive_group(required=True)
+    evidence.add_argument("--from-shadow-log", type=Path, metavar="LOG", help="the shadow log (shadow.jsonl)")
+    evidence.add_argument("--report", type=Path, metavar="REPORT.JSON", help="a report compare wrote")
+    canary.add_argument("--max-error-rate", type=float, default=0.01, help="0 to 1 (default 0.01)")
+    canary.add_argument("--max-p99", type=_positive(float), default=10.0, metavar="SECONDS", help="(default 10)")
+    canary.add_argument("--max-wer", type=float, default=0.15, help="against the reference, 0 to 1 (default 0.15)")
+    canary.add_argument("--min-notes", type=_positive(int), default=20, help="the least evidence (default 20)")
+
     shadow = commands.add_parser(
         "shadow",
         help="shadowing's background job (the skill runs it; the whisper_skill role turns it on)",
@@ -157,6 +174,8 @@ def main(argv: Optional[list] = None) -> int:
             return _compare(args)
         if args.command == "shadow":
             return _shadow(args)
+        if args.command == "canary":
+            return _canary(args)
         return _batch(args)
     except EndpointError as error:
         print(f"whisperlab {args.command}: {error}", file=sys.stderr)
@@ -240,6 +259,28 @@ def _finish(summary: dict, args) -> int:
     for failure in failures:
         print(f"gate: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _canary(args) -> int:
+    from whisperlab import canary, compare
+
+    try:
+        if args.report:
+            summary = canary.from_report(args.report)
+        else:
+            summary = _from_shadow_log(args.from_shadow_log, compare.Settings())
+    except ValueError as error:
+        raise EndpointError(str(error)) from None
+    limits = canary.Thresholds(args.max_error_rate, args.max_p99, args.max_wer, args.min_notes)
+    meets, lines = canary.verdict(summary, limits)
+    name = summary["b"].get("name") or summary["b"]["label"]
+    for line in lines:
+        print(line)
+    if meets:
+        print(f"{name} meets every threshold: it can come first.")
+        return 0
+    print(f"{name} does not meet them: keep the reference first.")
+    return 1
 
 
 def _shadow(args) -> int:
