@@ -1120,13 +1120,112 @@ def test_shadowing_without_its_command_says_so_and_still_transcribes(server, aud
     assert "shadowing is on but its command (/nowhere) is not installed: not shadowed" in result.stderr
 
 
-def test_a_note_no_local_server_answered_is_never_shadowed(audio, cloud, tmp_path):
+def test_a_note_the_local_servers_failed_is_shadowed_as_a_failure(audio, cloud, tmp_path):
+    """Their error rate is evidence too: the record says the local side failed, and why."""
+
     class Down:
         url = f"http://127.0.0.1:{support.free_port()}"
         key = "k"
 
     config = _shadow_config(tmp_path, Down, cloud.url, WHISPER_SHADOW="1", WHISPER_SHADOW_UNTIL=_tomorrow())
     result = run("dash", audio.path, env={"WHISPER_SKILL_CONFIG": str(config), "WHISPER_CONNECT_GRACE": "1"})
-    assert result.returncode == 1
-    time.sleep(2)
-    assert cloud.seen == [] and not (tmp_path / "shadow").exists()
+    assert result.returncode == 1 and result.stdout == ""
+    [record] = _wait_for_log(tmp_path / "shadow" / "shadow.jsonl")
+    assert record["local"]["ok"] is False and record["local"]["error"] == "the local servers failed (no answer)"
+    assert record["local"]["latency_s"] > 0 and record["shadow"]["ok"]
+    assert not (audio.folder / "note.txt").exists()
+
+
+def test_a_note_the_opted_in_cloud_answered_is_not_shadowed(audio, cloud, tmp_path):
+    """It already went to the cloud: shadowing would send it there twice, and compare nothing."""
+
+    class Down:
+        url = f"http://127.0.0.1:{support.free_port()}"
+        key = "k"
+
+    config = _shadow_config(tmp_path, Down, cloud.url, WHISPER_SHADOW="1", WHISPER_SHADOW_UNTIL=_tomorrow())
+    fallback = Recorder()
+    try:
+        env = {
+            "WHISPER_SKILL_CONFIG": str(config),
+            "WHISPER_CONNECT_GRACE": "1",
+            "WHISPER_FALLBACK_OPENAI": "1",
+            "WHISPER_FALLBACK_URL": fallback.url,
+            "OPENAI_API_KEY": "sk-cloud",
+        }
+        result = run("dash", audio.path, env=env)
+    finally:
+        fallback.close()
+    assert result.returncode == 0, result.stderr
+    assert len(fallback.requests) == 1
+    assert not (tmp_path / "shadow").exists() and cloud.seen == []
+
+
+# --- the order whisperlab canary sets (WHISPER_ORDER): the opted-in cloud first, or the local servers --
+
+
+def _said(text: str):
+    return lambda _fields: (200, "text/plain", text.encode())
+
+
+def _order_env(lan, cloud, **extra):
+    return {
+        "WHISPER_API_URL": lan.url,
+        "WHISPER_FALLBACK_URL": cloud.url,
+        "OPENAI_API_KEY": "sk-cloud",
+        "WHISPER_API_KEY": "lan-key",
+        "WHISPER_TIMEOUT": "20",
+        **extra,
+    }
+
+
+def test_local_last_asks_the_opted_in_cloud_first(shell, audio):
+    lan, cloud = Recorder(answer=_said("from the lan")), Recorder(answer=_said("from the cloud"))
+    try:
+        env = _order_env(lan, cloud, WHISPER_ORDER="local_last", WHISPER_FALLBACK_OPENAI="1")
+        result = run(shell, audio.path, env=env)
+    finally:
+        lan.close()
+        cloud.close()
+    assert result.returncode == 0, result.stderr
+    assert (audio.folder / "note.txt").read_text().strip() == "from the cloud"
+    assert [r["auth"] for r in cloud.requests] == ["Bearer sk-cloud"] and lan.requests == []
+
+
+def test_local_last_falls_back_to_the_local_servers_when_the_cloud_fails(shell, audio):
+    refused = lambda _fields: (401, "application/json", b'{"error": {"message": "bad key"}}')  # noqa: E731
+    lan, cloud = Recorder(answer=_said("from the lan")), Recorder(answer=refused)
+    try:
+        env = _order_env(lan, cloud, WHISPER_ORDER="local_last", WHISPER_FALLBACK_OPENAI="1")
+        result = run(shell, audio.path, env=env)
+    finally:
+        lan.close()
+        cloud.close()
+    assert result.returncode == 0, result.stderr
+    assert "failed: trying the local servers" in result.stderr
+    assert (audio.folder / "note.txt").read_text().strip() == "from the lan"
+    assert [r["auth"] for r in lan.requests] == ["Bearer lan-key"] and len(cloud.requests) == 1
+
+
+@pytest.mark.parametrize("order", ["local_last", "local_first", ""])
+def test_without_the_cloud_opted_in_the_order_sends_nothing_there(audio, order):
+    lan, cloud = Recorder(answer=_said("from the lan")), Recorder(answer=_said("from the cloud"))
+    try:
+        result = run("dash", audio.path, env=_order_env(lan, cloud, WHISPER_ORDER=order))
+    finally:
+        lan.close()
+        cloud.close()
+    assert result.returncode == 0 and result.stderr == ""
+    assert cloud.requests == [] and len(lan.requests) == 1
+
+
+def test_an_unknown_order_is_refused_before_anything_is_sent(audio):
+    lan, cloud = Recorder(), Recorder()
+    try:
+        env = _order_env(lan, cloud, WHISPER_ORDER="cloud", WHISPER_FALLBACK_OPENAI="1")
+        result = run("dash", audio.path, env=env)
+    finally:
+        lan.close()
+        cloud.close()
+    assert result.returncode == 1 and "WHISPER_ORDER must be local_first or local_last, not 'cloud'" in result.stderr
+    assert lan.requests == [] and cloud.requests == []

@@ -94,6 +94,20 @@ def test_our_entries_are_replaced_where_they_stand_and_the_users_keep_their_orde
     assert [m["baseUrl"] for m in models[1:3]] == URLS
 
 
+def test_the_canary_puts_our_entries_first_or_last_and_keep_keeps_where_they_stand():
+    mine = {"provider": "openai", "model": "gpt-4o-transcribe", "capabilities": ["audio"]}
+    stale = {"provider": "senseaudio", "model": "whisper-1", "baseUrl": "http://old:8000/v1", "capabilities": ["audio"]}
+    current = {"media": {"models": [IMAGE, stale, mine]}}
+    last = paths(plan(current, place="last")["batch"])["tools.media.models"]
+    assert last[:2] == [IMAGE, mine] and [m["baseUrl"] for m in last[2:]] == URLS
+    first = paths(plan(current, place="first")["batch"])["tools.media.models"]
+    assert [m["baseUrl"] for m in first[:2]] == URLS and first[2:] == [IMAGE, mine]
+    # Put last once, a later run that keeps leaves them last, and wants nothing more.
+    after = applied(current, plan(current, place="last"))
+    assert paths(plan(after)["batch"])["tools.media.models"] == last
+    assert "tools.media.models" not in paths(plan(after)["sets"])
+
+
 def test_an_older_install_is_migrated_and_only_what_it_wrote_goes():
     old_entry = {
         "provider": "openai",

@@ -52,9 +52,18 @@ def _ours(entry: dict[str, Any], provider: str) -> bool:
     return entry.get("provider") == provider or entry.get("profile") == LEGACY_PROFILE
 
 
-def _merge_entries(current: list[dict[str, Any]], wanted: list[dict[str, Any]], provider: str) -> list:
+def _merge_entries(
+    current: list[dict[str, Any]], wanted: list[dict[str, Any]], provider: str, place: str = "keep"
+) -> list:
     """Ours are replaced, as one run in server order, where the first of them stands; the user's entries
-    stay as they are, in their order. A first run puts ours first, so audio tries the LAN servers first."""
+    stay as they are, in their order. A first run puts ours first, so audio tries the LAN servers first.
+    place (whisperlab_client_order, which `whisperlab canary --apply` sets): keep, as described; first,
+    ours before every entry of the user's; last, after them (OpenClaw tries entries in order)."""
+    if place not in ("keep", "first", "last"):
+        raise ValueError(f"place must be keep, first or last, not {place!r}")
+    if place in ("first", "last"):
+        others = [entry for entry in current if not _ours(entry, provider)]
+        return wanted + others if place == "first" else others + wanted
     out: list[dict[str, Any]] = []
     found = False
     for entry in current:
@@ -94,6 +103,7 @@ def openclaw_plan(
     allow_private_network: bool = True,
     ca_path: str = "",
     ca_secret_provider: str = "whisperlab-ca",  # noqa: S107 (a name, not a secret)
+    place: str = "keep",
 ) -> dict[str, Any]:
     """`current` holds what was read: media (tools.media), providers (models.providers), secrets
     (secrets.providers), plugins, order (auth.order) and profiles (the openai auth profiles' list).
@@ -108,7 +118,9 @@ def openclaw_plan(
     SecretInput, so it holds a file reference (`secrets.providers.<ca_secret_provider>`), not the PEM,
     which would double the config's size and make OpenClaw refuse the write that later removes it (it
     refuses any write that halves the file). OpenClaw's other requests keep the system's trust store.
-    Without ca_path (plain HTTP) both go again."""
+    Without ca_path (plain HTTP) both go again.
+
+    place: where our entries go among the user's (keep, first, last; see _merge_entries)."""
     media = current.get("media") or {}
     providers = current.get("providers") or {}
     secrets = current.get("secrets") or {}
@@ -171,7 +183,10 @@ def openclaw_plan(
             else []
         ),
         (block_now, {"path": f"models.providers.{provider}", "value": block_wanted}),
-        (models_now, {"path": "tools.media.models", "value": _merge_entries(models_now, wanted_entries, provider)}),
+        (
+            models_now,
+            {"path": "tools.media.models", "value": _merge_entries(models_now, wanted_entries, provider, place)},
+        ),
         ((media.get("audio") or {}).get("enabled"), {"path": "tools.media.audio.enabled", "value": True}),
     ]
     allow = plugins.get("allow")

@@ -322,21 +322,28 @@ def _shadow_log(path: Path, count: int, local_text=None, local_ok=None, local_la
 
 
 @pytest.mark.parametrize(
-    "log, meets, says",
+    "log, status, says",
     [
-        ({"count": 20}, True, "wsl.home:8000 meets every threshold"),
-        ({"count": 5}, False, "FAIL notes: 5 (at least 20"),
-        ({"count": 20, "local_ok": lambda i: i != 3}, False, "FAIL error rate: 5.0% (at most 1.0%)"),
-        ({"count": 20, "local_latency": lambda i: 30.0 if i == 0 else 1.0}, False, "FAIL p99 latency: 24.49 s"),
-        ({"count": 20, "local_text": lambda i: "something else entirely"}, False, "FAIL WER against"),
+        ({"count": 20}, 0, "wsl.home:8000 meets every threshold"),
+        ({"count": 5}, 3, "LOW  evidence: 5 notes both answered (at least 20)"),
+        ({"count": 24, "local_ok": lambda i: i % 8 != 3}, 1, "FAIL error rate: 12.5% of 24 notes (at most 1.0%)"),
+        ({"count": 20, "local_latency": lambda i: 30.0 if i == 0 else 1.0}, 1, "FAIL p99 latency: 24.49 s"),
+        ({"count": 20, "local_text": lambda i: "something else entirely"}, 1, "FAIL WER against"),
     ],
     ids=["meets", "too-few", "errors", "slow", "wrong"],
 )
-def test_canary_says_whether_the_local_server_meets_the_bar(tmp_path, log, meets, says):
+def test_canary_says_whether_the_local_server_meets_the_bar(tmp_path, log, status, says):
     path = _shadow_log(tmp_path / "shadow.jsonl", **log)
     done = whisperlab("canary", "--from-shadow-log", str(path))
-    assert done.returncode == (0 if meets else 1), done.stdout + done.stderr
+    assert done.returncode == status, done.stdout + done.stderr
     assert says in done.stdout
+
+
+def test_canary_applies_nothing_on_too_little_evidence(tmp_path):
+    path = _shadow_log(tmp_path / "shadow.jsonl", count=5)
+    done = whisperlab("canary", "--from-shadow-log", str(path), "--apply", "--inventory", "/nonexistent/hosts.yml")
+    assert done.returncode == 3 and "nothing changes" in done.stdout
+    assert "putting the local servers" not in done.stdout
 
 
 def test_canary_reads_a_compare_report(tmp_path, folder, standin):
@@ -351,3 +358,10 @@ def test_canary_reads_a_compare_report(tmp_path, folder, standin):
     broken = tmp_path / "not-a-report.json"
     broken.write_text("{}")
     assert whisperlab("canary", "--report", str(broken)).returncode == 2
+
+
+def test_canary_apply_needs_the_clients_inventory(tmp_path, monkeypatch):
+    monkeypatch.delenv("WHISPERLAB_INVENTORY", raising=False)
+    path = _shadow_log(tmp_path / "shadow.jsonl", count=20)
+    done = whisperlab("canary", "--from-shadow-log", str(path), "--apply", env={"WHISPERLAB_INVENTORY": ""})
+    assert done.returncode == 2 and "--apply needs the clients' inventory" in done.stderr

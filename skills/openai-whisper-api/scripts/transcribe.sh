@@ -13,7 +13,9 @@
 #   - A server that cannot be connected to is down, not busy: when none accepts a connection, it
 #     gives up after a short grace (WHISPER_CONNECT_GRACE), not after the whole WHISPER_TIMEOUT.
 #   - Audio goes to OpenAI's cloud only if you opted in AND no local server could be reached at
-#     all: never because one was slow, busy or answered with an error.
+#     all: never because one was slow, busy or answered with an error. The one other way: with the
+#     cloud opted in, `whisperlab canary --apply` may put it first (WHISPER_ORDER=local_last), the
+#     local servers then taking over whenever it fails.
 #   - An extensionless input in a dotted folder gets a sibling output, not "<folder>/.txt".
 #
 # POSIX sh (macOS ships bash 3.2 and no jq): curl and POSIX utilities only. The audio file is only
@@ -99,6 +101,7 @@ esac
 # --- where to send it ----------------------------------------------------------------------------
 # Where the whisper_skill role writes it (not under XDG_CONFIG_HOME: the role does not read that).
 config=${WHISPER_SKILL_CONFIG:-${HOME:-}/.config/whisperlab/client.env}
+case "$config" in /*) ;; *) config=$PWD/$config ;; esac  # the shadow job reads it from another folder
 config_ok=0
 if [ -f "$config" ] && [ -r "$config" ]; then config_ok=1; fi
 
@@ -187,6 +190,13 @@ seconds WHISPER_CONNECT_GRACE 15
 grace=$value
 fallback_url=${WHISPER_FALLBACK_URL:-https://api.openai.com/v1}
 fallback_key=${WHISPER_FALLBACK_API_KEY:-${OPENAI_API_KEY:-}}
+# Which comes first when the cloud is opted in: the local servers (local_first, the default), or the
+# cloud with the local servers as its fallback (local_last). whisperlab canary --apply sets it.
+order=${WHISPER_ORDER:-$(config_value WHISPER_ORDER)}
+case "$order" in
+  "" | local_first | local_last) ;;
+  *) die "WHISPER_ORDER must be local_first or local_last, not '$order'; nothing was sent" ;;
+esac
 if [ "$fallback" = 1 ]; then
   valid_url "$fallback_url" || die "malformed WHISPER_FALLBACK_URL '$fallback_url'"
   [ -z "$no_server" ] || [ -n "$fallback_key" ] \
@@ -287,10 +297,14 @@ now() { date +%s; }
 # grace again from its last answer, which a restart fits in.
 #
 # Returns 0 on 200, 3 when no server could be reached at all (no connection on any attempt), 1 on
-# any other failure (the message is already printed).
+# any other failure (the message is already printed). With send_once=1, one round and no waiting (the
+# cloud asked first: the local servers take over at once). Sets spent: the seconds it took, waits
+# included, with a fraction (what a shadow record gives as the local latency).
+send_once=0
 send() {  # key url...
   send_key=$1
   shift
+  spent=0
   last_contact=$(now)
   deadline=$((last_contact + timeout))
   delay=1
@@ -305,6 +319,7 @@ send() {  # key url...
       remaining=$((deadline - $(now)))
       [ "$remaining" -gt 0 ] || remaining=1
       request "$base" "$send_key" "$remaining"
+      spent=$(awk -v a="$spent" -v b="$took" 'BEGIN { printf "%.3f", a + b }' 2>/dev/null || echo "$spent")
       if [ "$connects" != 0 ]; then
         reached=1
         contact=1
@@ -338,6 +353,11 @@ send() {  # key url...
       if [ -z "$wait" ] || [ "$this" -lt "$wait" ]; then wait=$this; fi
       [ "$left" = 0 ] || say "$why; trying the next server"
     done
+    if [ "$send_once" = 1 ]; then
+      say "$why"
+      [ "$reached" = 0 ] && return 3
+      return 1
+    fi
     if [ "$contact" = 0 ]; then
       grace_left=$((last_contact + grace - $(now)))
       if [ "$grace_left" -le 0 ]; then
@@ -359,29 +379,119 @@ send() {  # key url...
     fi
     say "$why; retrying in ${wait}s"
     sleep "$wait"
+    spent=$(awk -v a="$spent" -v b="$wait" 'BEGIN { printf "%.3f", a + b }' 2>/dev/null || echo "$spent")
     [ "$delay" -ge 16 ] || delay=$((delay * 2))
   done
 }
 
 rc=3  # no local server reached (none to try counts as none reached)
-answered_locally=0
-if [ -z "$no_server" ]; then
+local_tried=0
+cloud_tried=0
+if [ "$order" = local_last ] && [ "$fallback" = 1 ] && [ -n "$fallback_key" ]; then
+  cloud_tried=1
+  send_ca=""
+  send_once=1
+  if send "$fallback_key" "$fallback_url"; then
+    rc=0
+  else
+    [ -n "$no_server" ] || say "OpenAI's cloud, first as whisperlab canary set it (WHISPER_ORDER=local_last), failed: trying the local servers"
+  fi
+  send_once=0
+fi
+if [ "$rc" != 0 ] && [ -z "$no_server" ]; then
+  local_tried=1
   rc=0
   set -f
   send_ca=$ca
   # shellcheck disable=SC2086  # the list of URLs is meant to split (set -f: no globbing)
   send "$key" $urls || rc=$?
   set +f
-  [ "$rc" != 0 ] || answered_locally=1
+  local_base=$base  # the server that answered, for a shadow record
+  local_status=$status
+  local_spent=$spent
+  local_rc=$rc
 fi
-if [ "$rc" = 3 ] && [ "$fallback" = 1 ]; then
+if [ "$rc" = 3 ] && [ "$fallback" = 1 ] && [ "$cloud_tried" = 0 ]; then
   [ -n "$fallback_key" ] || die "no local server could be reached, and the OpenAI fallback has no key (OPENAI_API_KEY)"
   say "${no_server:-no local server could be reached}: falling back to OpenAI's cloud ($fallback_url); this audio leaves your network"
+  cloud_tried=1
   rc=0
   send_ca=""
   send "$fallback_key" "$fallback_url" || rc=$?
 fi
-[ "$rc" = 0 ] || exit 1
+
+# --- shadowing: opt-in, off unless the config says WHISPER_SHADOW=1 (docs/whisperlab.md) ------------
+# A sampled share of the notes sent to the local servers (answered or failed, never those the cloud
+# answered) is also sent, in the background, to a second endpoint (usually OpenAI's cloud), and both
+# answers are logged (texts, latencies and errors, never the audio) for `whisperlab compare
+# --from-shadow-log` and `whisperlab canary`. That sends this audio to the second endpoint: it is why it
+# is off unless asked for, and ends on a date. Nothing here changes this run's result (the transcript
+# is already in place, or the run fails as it would have), and a problem is one line on stderr. The
+# audio is copied, never moved.
+shadow() {  # answered | failed
+  [ "$(config_value WHISPER_SHADOW)" = 1 ] || return 0
+  # Speaker-labelled text has no plain counterpart to compare with.
+  [ "$response_format" != diarized_json ] || return 0
+  until_day=$(config_value WHISPER_SHADOW_UNTIL | tr -d '-')
+  case "$until_day" in
+    [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) ;;
+    *) say "shadowing is on but WHISPER_SHADOW_UNTIL is not a date (YYYY-MM-DD): not shadowed"; return 0 ;;
+  esac
+  [ "$(date +%Y%m%d)" -le "$until_day" ] || return 0
+  rate=$(config_value WHISPER_SHADOW_RATE)
+  rate=${rate:-100}
+  case "$rate" in
+    "" | *[!0-9]*) say "shadowing is on but WHISPER_SHADOW_RATE is not a percentage: not shadowed"; return 0 ;;
+  esac
+  draw=$(od -An -N2 -tu2 /dev/urandom | tr -d ' \n')
+  [ $((draw % 100)) -lt "$rate" ] || return 0
+  shadow_command=$(config_value WHISPER_SHADOW_COMMAND)
+  if [ -z "$shadow_command" ] || [ ! -x "$shadow_command" ]; then
+    say "shadowing is on but its command (${shadow_command:-WHISPER_SHADOW_COMMAND}) is not installed: not shadowed"
+    return 0
+  fi
+  size=$(wc -c <"$in" | tr -d ' ')
+  if [ "${size:-0}" -gt 26214400 ]; then
+    say "shadowing: the note is over 25 MiB, more than the API takes: not shadowed"
+    return 0
+  fi
+  spool=$(config_value WHISPER_SHADOW_DIR)
+  spool=${spool:-${HOME:-}/.local/state/whisperlab/shadow}/spool
+  # The upload keeps the input's extension: some endpoints tell the format by it.
+  name=${in##*/}
+  extension=ogg
+  case "$name" in ?*.*) extension=${name##*.} ;; esac
+  case "$extension" in *[!A-Za-z0-9]* | ??????*) extension=ogg ;; esac
+  job=$(umask 077 && mkdir -p "$spool" && mktemp -d "$spool/job.XXXXXX") \
+    || { say "shadowing: cannot make a folder in $spool: not shadowed"; return 0; }
+  if ! (
+    umask 077
+    cp "$in" "$job/audio.$extension" \
+      && if [ "$1" = answered ]; then cp "$out" "$job/local"; else
+        printf 'the local servers failed (%s)' "$(describe_failure)" >"$job/error"; fi \
+      && printf '%s' "$local_base" >"$job/url" && printf '%s' "$local_spent" >"$job/seconds" \
+      && printf '%s' "$model" >"$job/model" && printf '%s' "$language" >"$job/language" \
+      && printf '%s' "$prompt" >"$job/prompt" && printf '%s' "$name" >"$job/name" \
+      && printf '%s' "$wire_format" >"$job/format"
+  ); then
+    rm -rf "$job"
+    say "shadowing: cannot copy the note into $job: not shadowed"
+    return 0
+  fi
+  # Detached, every stream closed: the assistant waits for this script, not for the second endpoint.
+  (cd / && nohup "$shadow_command" shadow send --config "$config" "$job" </dev/null >/dev/null 2>&1 &)
+}
+describe_failure() {
+  case "$local_status" in
+    000 | "") printf 'no answer' ;;
+    *) printf 'HTTP %s' "$local_status" ;;
+  esac
+}
+if [ "$rc" != 0 ]; then
+  # A note the local servers failed is evidence too (their error rate), unless the cloud answered it.
+  [ "$local_tried" = 0 ] || [ "$cloud_tried" = 1 ] || shadow failed || true
+  exit 1
+fi
 
 if [ "$response_format" = diarized_json ] && [ "$json_output" = 0 ]; then
   # Speaker-labelled lines need a JSON parser; OpenClaw's bundled script uses node, and so does this.
@@ -406,55 +516,4 @@ fi
 (umask "$user_umask" && cat "$body" >"$tmp/transcript") || die "could not write the transcript in $outdir"
 mv -f "$tmp/transcript" "$out"
 printf '%s\n' "$out"
-
-# --- shadowing: opt-in, off unless the config says WHISPER_SHADOW=1 (docs/whisperlab.md) ------------
-# A sampled share of the notes a local server answered is also sent, in the background, to a second
-# endpoint (usually OpenAI's cloud), and both answers are logged (texts and latencies, never the audio)
-# for `whisperlab compare --from-shadow-log`. That sends this audio to the second endpoint: it is why
-# it is off unless asked for, and ends on a date. Nothing here changes this run's result: the
-# transcript is already in place, and a problem is one line on stderr. The audio is copied, never moved.
-shadow() {
-  [ "$(config_value WHISPER_SHADOW)" = 1 ] || return 0
-  until_day=$(config_value WHISPER_SHADOW_UNTIL | tr -d '-')
-  case "$until_day" in
-    [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) ;;
-    *) say "shadowing is on but WHISPER_SHADOW_UNTIL is not a date (YYYY-MM-DD): not shadowed"; return 0 ;;
-  esac
-  [ "$(date +%Y%m%d)" -le "$until_day" ] || return 0
-  rate=$(config_value WHISPER_SHADOW_RATE)
-  rate=${rate:-100}
-  case "$rate" in
-    "" | *[!0-9]*) say "shadowing is on but WHISPER_SHADOW_RATE is not a percentage: not shadowed"; return 0 ;;
-  esac
-  draw=$(od -An -N2 -tu2 /dev/urandom | tr -d ' \n')
-  [ $((draw % 100)) -lt "$rate" ] || return 0
-  shadow_command=$(config_value WHISPER_SHADOW_COMMAND)
-  if [ -z "$shadow_command" ] || [ ! -x "$shadow_command" ]; then
-    say "shadowing is on but its command (${shadow_command:-WHISPER_SHADOW_COMMAND}) is not installed: not shadowed"
-    return 0
-  fi
-  spool=$(config_value WHISPER_SHADOW_DIR)
-  spool=${spool:-${HOME:-}/.local/state/whisperlab/shadow}/spool
-  # The upload keeps the input's extension: some endpoints tell the format by it.
-  name=${in##*/}
-  extension=ogg
-  case "$name" in ?*.*) extension=${name##*.} ;; esac
-  case "$extension" in *[!A-Za-z0-9]* | ??????*) extension=ogg ;; esac
-  job=$(umask 077 && mkdir -p "$spool" && mktemp -d "$spool/job.XXXXXX") \
-    || { say "shadowing: cannot make a folder in $spool: not shadowed"; return 0; }
-  if ! (
-    umask 077
-    cp "$in" "$job/audio.$extension" && cp "$out" "$job/local" \
-      && printf '%s' "$base" >"$job/url" && printf '%s' "$took" >"$job/seconds" \
-      && printf '%s' "$model" >"$job/model" && printf '%s' "$language" >"$job/language" \
-      && printf '%s' "$prompt" >"$job/prompt" && printf '%s' "$name" >"$job/name" \
-      && printf '%s' "$wire_format" >"$job/format"
-  ); then
-    rm -rf "$job"
-    say "shadowing: cannot copy the note into $job: not shadowed"
-    return 0
-  fi
-  # Detached, every stream closed: the assistant waits for this script, not for the second endpoint.
-  (cd / && nohup "$shadow_command" shadow send --config "$config" "$job" </dev/null >/dev/null 2>&1 &)
-}
-[ "$answered_locally" = 0 ] || shadow || true
+[ "$local_tried" = 0 ] || [ "$local_rc" != 0 ] || shadow answered || true

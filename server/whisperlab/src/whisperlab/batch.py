@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -85,7 +87,7 @@ def write_whole(target: Path, body: str) -> None:
 def remove_stale_partials(target: Path) -> None:
     """A run killed outright (SIGKILL, power) may leave a temporary behind; it is never a transcript."""
     if target.parent.is_dir():
-        for stale in target.parent.glob(f".{target.name}.*.partial"):
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
             stale.unlink(missing_ok=True)
 
 
@@ -127,7 +129,11 @@ class Batch:
                 if not call.body.strip():
                     outcome.error = f"{server.label} answered with an empty body"
                     continue
-                write_whole(target, call.body)
+                try:
+                    write_whole(target, call.body)
+                except OSError as error:  # a full disk, a folder that cannot be written: this file fails
+                    outcome.error = f"cannot write {target}: {error.strerror or error}"
+                    return outcome
                 outcome.status, outcome.server = "done", server.label
                 return outcome
             outcome.error = f"{server.label}: {call.error}"
@@ -181,6 +187,9 @@ class Batch:
         done: list = []
         queue = list(todo)
         running: dict = {}
+        # Ctrl-C sets a flag wherever the main thread is (a KeyboardInterrupt could land between two
+        # steps of saving a result); a second one abandons what is in flight.
+        previous = signal.signal(signal.SIGINT, lambda _sig, _frame: self._stop(len(running), report))
         try:
             with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
                 while queue or running:
@@ -189,11 +198,7 @@ class Batch:
                         running[pool.submit(self.one, audio, target)] = audio
                     if not running:
                         break
-                    try:
-                        finished, _ = wait(list(running), return_when=FIRST_COMPLETED, timeout=0.5)
-                    except KeyboardInterrupt:
-                        self._stop(len(running), report)
-                        continue
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED, timeout=0.5)
                     for future in finished:
                         audio = running.pop(future)
                         outcome = future.result()
@@ -203,6 +208,7 @@ class Batch:
                         if outcome.status == "failed":
                             bar.write(f"failed {outcome.path}: {outcome.error}", file=sys.stderr)
         finally:
+            signal.signal(signal.SIGINT, previous)
             bar.close()
         # Stopped early: what was never sent waits for the next run.
         done += [Outcome(str(audio.path), "left", seconds=audio.seconds, output=str(t)) for audio, t in queue]

@@ -25,36 +25,60 @@ class Thresholds:
 def from_report(path: Path) -> dict:
     try:
         summary = json.loads(path.read_text())
-        summary["b"]["latency_s"]
+        for side in ("a", "b"):
+            summary[side]["label"], summary[side]["requests"], summary[side]["error_rate"]
+            summary[side]["latency_s"]["p99"]
+        summary["wer"], summary["compared"]
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"{path} is not a report.json that whisperlab compare wrote") from None
     return summary
 
 
+MET, MISSED, THIN = "met", "missed", "thin"
+
+
 def verdict(summary: dict, limits: Thresholds) -> tuple:
-    """(meets, lines): whether the candidate (B) meets every threshold, and why, one line each."""
+    """(state, lines): MET when the candidate (B) meets every threshold, MISSED when it does not, THIN
+    when there is too little evidence to say (too few notes both answered): nothing should change then."""
     b = summary["b"]
-    notes = b["requests"]
+    compared = summary["compared"]
     p99: Optional[float] = b["latency_s"]["p99"]
     wer: Optional[float] = summary["wer"]
+    enough = compared >= limits.min_notes and wer is not None
     checks = [
-        (
-            notes >= limits.min_notes,
-            f"notes: {notes} (at least {limits.min_notes} for a verdict)",
-        ),
-        (
-            b["error_rate"] <= limits.max_error_rate,
-            f"error rate: {b['error_rate'] * 100:.1f}% (at most {limits.max_error_rate * 100:.1f}%)",
-        ),
-        (
-            p99 is not None and p99 <= limits.max_p99,
-            f"p99 latency: {'-' if p99 is None else f'{p99:.2f} s'} (at most {limits.max_p99:g} s)",
-        ),
-        (
-            wer is not None and wer <= limits.max_wer,
-            f"WER against {summary['a'].get('name') or summary['a']['label']}: "
-            f"{'-' if wer is None else f'{wer * 100:.1f}%'} (at most {limits.max_wer * 100:.1f}%)",
-        ),
+        (b["error_rate"] <= limits.max_error_rate, f"error rate: {b['error_rate'] * 100:.1f}% of {b['requests']} notes "
+         f"(at most {limits.max_error_rate * 100:.1f}%)"),
+        (p99 is not None and p99 <= limits.max_p99,
+         f"p99 latency: {'-' if p99 is None else f'{p99:.2f} s'} (at most {limits.max_p99:g} s)"),
+        (wer is not None and wer <= limits.max_wer,
+         f"WER against {summary['a'].get('name') or summary['a']['label']}: "
+         f"{'-' if wer is None else f'{wer * 100:.1f}%'} (at most {limits.max_wer * 100:.1f}%)"),
+    ]  # fmt: skip
+    lines = [f"{'ok  ' if enough else 'LOW '} evidence: {compared} notes both answered (at least {limits.min_notes})"]
+    lines += [f"{'ok  ' if ok else 'FAIL'} {line}" for ok, line in checks]
+    if not enough:
+        return THIN, lines
+    return (MET if all(ok for ok, _line in checks) else MISSED), lines
+
+
+def apply(inventory: str, order: str, check: bool = False) -> int:
+    """Runs the client play with whisperlab_client_order=order: OpenClaw's entries and the skill's order
+    follow, and later plain runs keep them (the roles' keep). Its output goes to the terminal."""
+    import subprocess
+
+    from whisperlab.endpoints import ansible
+
+    path, repo, playbook_cmd, env = ansible(inventory)
+    command = [
+        playbook_cmd,
+        "-i",
+        str(path),
+        "playbooks/client.yml",
+        "-e",
+        json.dumps({"whisperlab_client_order": order}),
     ]
-    lines = [f"{'ok  ' if ok else 'FAIL'} {line}" for ok, line in checks]
-    return all(ok for ok, _line in checks), lines
+    if check:
+        command += ["--check", "--diff"]
+    where = "first" if order == "local_first" else "last, after the clients' other endpoints"
+    print(f"{'checking' if check else 'putting'} the local servers {where}: {' '.join(command)}", flush=True)
+    return subprocess.run(command, cwd=repo, env=env).returncode

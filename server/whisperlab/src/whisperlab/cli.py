@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -108,7 +109,8 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "Reads the evidence (a shadow log: the local server beside the second endpoint on real notes; or "
             "report.json from compare: B is the candidate) and says whether the local server meets every "
-            "threshold. Exit 0: it does; 1: it does not, or there is not enough evidence."
+            "threshold. Exit 0: it does; 1: it does not; 3: too little evidence to say (--apply then changes "
+            "nothing); 2: a usage error."
         ),
     )
     evidence = canary.add_mutually_exclusive_group(required=True)
@@ -118,6 +120,16 @@ def parser() -> argparse.ArgumentParser:
     canary.add_argument("--max-p99", type=_positive(float), default=10.0, metavar="SECONDS", help="(default 10)")
     canary.add_argument("--max-wer", type=float, default=0.15, help="against the reference, 0 to 1 (default 0.15)")
     canary.add_argument("--min-notes", type=_positive(int), default=20, help="the least evidence (default 20)")
+    canary.add_argument(
+        "--apply",
+        action="store_true",
+        help=(
+            "then reorder the clients through the roles (playbooks/client.yml): the local servers first when "
+            "they meet every threshold, last when not (a rollback is the same command)"
+        ),
+    )
+    canary.add_argument("--check", action="store_true", help="with --apply: show what would change, change nothing")
+    canary.add_argument("--inventory", metavar="HOSTS.YML", help="with --apply: the inventory of the clients")
 
     shadow = commands.add_parser(
         "shadow",
@@ -188,6 +200,19 @@ def main(argv: Optional[list] = None) -> int:
         return 130
 
 
+def _writable_folder(folder: Optional[Path], what: str, make: bool = True) -> None:
+    """Checked before any request is made (and paid for): a folder the results can be written to."""
+    if folder is None:
+        return
+    try:
+        if make:
+            folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise OSError(f"{folder} is not a folder this user can write to")
+    except OSError as error:
+        raise EndpointError(f"{what}: {error.strerror or error}") from None
+
+
 def _compare(args) -> int:
     from tqdm import tqdm
 
@@ -209,6 +234,7 @@ def _compare(args) -> int:
         return _finish(summary, args)
     if len(args.args) < 3:
         raise EndpointError("give A, B and at least one file or folder (or --from-shadow-log LOG)")
+    _writable_folder(args.out, "--out")
     options = _options(args)
     a, b = endpoints.resolve(args.args[0], options), endpoints.resolve(args.args[1], options)
     audios, skipped = [], []
@@ -271,28 +297,45 @@ def _canary(args) -> int:
             summary = _from_shadow_log(args.from_shadow_log, compare.Settings())
     except ValueError as error:
         raise EndpointError(str(error)) from None
+    if (args.check or args.inventory) and not args.apply:
+        raise EndpointError("--check and --inventory go with --apply")
     limits = canary.Thresholds(args.max_error_rate, args.max_p99, args.max_wer, args.min_notes)
-    meets, lines = canary.verdict(summary, limits)
+    state, lines = canary.verdict(summary, limits)
     name = summary["b"].get("name") or summary["b"]["label"]
     for line in lines:
         print(line)
-    if meets:
+    if state == canary.THIN:
+        print(f"Too little evidence to judge {name}: nothing changes.")
+        return 3
+    if state == canary.MET:
         print(f"{name} meets every threshold: it can come first.")
-        return 0
-    print(f"{name} does not meet them: keep the reference first.")
-    return 1
+    else:
+        print(f"{name} does not meet them: keep the reference first.")
+    if args.apply:
+        inventory = args.inventory or os.environ.get("WHISPERLAB_INVENTORY")
+        if not inventory:
+            raise EndpointError("--apply needs the clients' inventory: --inventory (or WHISPERLAB_INVENTORY)")
+        order = "local_first" if state == canary.MET else "local_last"
+        done = canary.apply(inventory, order, check=args.check)
+        if done != 0:
+            print(f"whisperlab canary: the client play failed (exit {done})", file=sys.stderr)
+            return 1
+    return 0 if state == canary.MET else 1
 
 
 def _shadow(args) -> int:
     from whisperlab import shadow
 
     record = shadow.send(args.config, args.job)
-    return 0 if record["shadow"]["ok"] else 1
+    return 0 if record and record["shadow"]["ok"] else 1
 
 
 def _batch(args) -> int:
     from whisperlab import batch
 
+    _writable_folder(args.out, "--out")
+    if args.summary_json is not None:
+        _writable_folder(args.summary_json.parent, "--summary-json's folder", make=False)
     options = _options(args)
     servers = [endpoints.resolve(s, options) for s in args.server] if args.server else endpoints.servers(options)
     settings = batch.Settings(

@@ -107,9 +107,9 @@ def read_key_env(name: str) -> str:
     return key
 
 
-def inventory_servers(inventory: str) -> dict:
-    """The whisperlab role's own view of an inventory: {servers, api_key_file, tls, ca_cert}, read
-    through playbooks/endpoints.yml (so an alias here is the alias the clients use)."""
+def ansible(inventory: str) -> tuple:
+    """(inventory path, the checkout it belongs to, ansible-playbook, its environment) for running one of
+    the checkout's playbooks on that inventory."""
     path = Path(inventory).expanduser().resolve()
     if not path.exists():
         raise EndpointError(f"no inventory at {path}")
@@ -122,7 +122,14 @@ def inventory_servers(inventory: str) -> dict:
     playbook_cmd = shutil.which("ansible-playbook", path=search)
     if not playbook_cmd:
         raise EndpointError("ansible-playbook is not installed here (make setup installs it into .venv)")
-    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CONFIG": str(repo / "ansible.cfg")}
+    return path, repo, playbook_cmd, {**os.environ, "ANSIBLE_CONFIG": str(repo / "ansible.cfg")}
+
+
+def inventory_servers(inventory: str) -> dict:
+    """The whisperlab role's own view of an inventory: {servers, api_key_file, tls, ca_cert}, read
+    through playbooks/endpoints.yml (so an alias here is the alias the clients use)."""
+    path, repo, playbook_cmd, env = ansible(inventory)
+    env = {**env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     done = subprocess.run(
         [playbook_cmd, "-i", str(path), "playbooks/endpoints.yml"],
         cwd=repo,

@@ -81,55 +81,76 @@ def sweep(spool: Path, keep: Optional[Path] = None) -> None:
             shutil.rmtree(job, ignore_errors=True)
 
 
-def send(config_path: str, job: Path, timeout: float = 300.0) -> dict:
-    """Asks the second endpoint about the copy in `job`, logs the pair, removes the copy; returns the record."""
-    config = read_config(config_path)
-    folder = shadow_dir(config)
+def _seconds(text: str) -> Optional[float]:
     try:
-        audio_file = next(iter(sorted(job.glob("audio.*"))), None)
-        record: dict = {
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "name": _read(job, "name"),
-            "seconds": None,
-            "local": {
-                "url": _read(job, "url"),
-                "model": _read(job, "model"),
-                "text": _local_text(job),
-                "latency_s": float(_read(job, "seconds") or 0) or None,
-                "ok": True,
-            },
-        }
-        model = config.get("WHISPER_SHADOW_MODEL") or _read(job, "model") or "whisper-1"
-        url = (config.get("WHISPER_SHADOW_URL") or OPENAI_URL).rstrip("/")
-        shadow: dict = {"url": url, "model": model, "ok": False, "text": "", "latency_s": None, "error": ""}
-        record["shadow"] = shadow
-        try:
-            if audio_file is None:
-                raise BadAudio("the copy is missing")
-            audio: Audio = measure(audio_file)
-            record["seconds"] = audio.seconds
-            key = read_key_file(config["WHISPER_SHADOW_KEY_FILE"]) if config.get("WHISPER_SHADOW_KEY_FILE") else None
-            ca = config.get("WHISPER_SHADOW_CA_FILE") or None
-            endpoint = Endpoint("shadow", url, key, ca, model, is_openai=url == OPENAI_URL)
-            call: Call = transcribe(
-                endpoint.client(timeout=timeout, max_retries=2),
-                endpoint,
-                audio,
-                language=_read(job, "language") or None,
-                prompt=_read(job, "prompt") or None,
-                upload_name=_read(job, "name") or None,  # as the user's own client would have named it
-            )
-            shadow.update(
-                ok=call.ok, text=call.text, latency_s=round(call.latency_s, 4), error=call.error, status=call.status
-            )
-            shadow["request_id"] = call.request_id
-        except Exception as error:  # a record that says why beats a job that dies silently
-            shadow["error"] = f"{type(error).__name__}: {error}"
+        return round(float(text), 4) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def send(config_path: str, job: Path, timeout: float = 300.0) -> Optional[dict]:
+    """Asks the second endpoint about the copy in `job`, logs the pair, removes the copy; returns the
+    record (None when there was nowhere to log it). The copy goes whatever happens."""
+    try:
+        os.setsid()  # its own session: whatever stops the skill's process group does not stop this
+    except OSError:
+        pass
+    sweep(job.parent, keep=job)
+    try:
+        config = read_config(config_path)
+        folder = shadow_dir(config)
+        record = _record(config, job, timeout)
         append(folder / LOG_NAME, record)
         return record
+    except OSError:
+        return None
     finally:
         shutil.rmtree(job, ignore_errors=True)
-        sweep(job.parent, keep=job)
+
+
+def _record(config: dict, job: Path, timeout: float) -> dict:
+    audio_file = next(iter(sorted(job.glob("audio.*"))), None)
+    local_error = _read(job, "error")
+    record: dict = {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "name": _read(job, "name"),
+        "seconds": None,
+        "local": {
+            "url": _read(job, "url"),
+            "model": _read(job, "model"),
+            "text": "" if local_error else _local_text(job),
+            "latency_s": _seconds(_read(job, "seconds")),
+            "ok": not local_error,
+            "error": local_error,
+        },
+    }
+    model = config.get("WHISPER_SHADOW_MODEL") or _read(job, "model") or "whisper-1"
+    url = (config.get("WHISPER_SHADOW_URL") or OPENAI_URL).rstrip("/")
+    shadow: dict = {"url": url, "model": model, "ok": False, "text": "", "latency_s": None, "error": ""}
+    record["shadow"] = shadow
+    try:
+        if audio_file is None:
+            raise BadAudio("the copy is missing")
+        audio: Audio = measure(audio_file)
+        record["seconds"] = audio.seconds
+        key = read_key_file(config["WHISPER_SHADOW_KEY_FILE"]) if config.get("WHISPER_SHADOW_KEY_FILE") else None
+        ca = config.get("WHISPER_SHADOW_CA_FILE") or None
+        endpoint = Endpoint("shadow", url, key, ca, model, is_openai=url == OPENAI_URL)
+        call: Call = transcribe(
+            endpoint.client(timeout=timeout, max_retries=2),
+            endpoint,
+            audio,
+            language=_read(job, "language") or None,
+            prompt=_read(job, "prompt") or None,
+            upload_name=_read(job, "name") or None,  # as the user's own client would have named it
+        )
+        shadow.update(
+            ok=call.ok, text=call.text, latency_s=round(call.latency_s, 4), error=call.error, status=call.status
+        )
+        shadow["request_id"] = call.request_id
+    except Exception as error:  # a record that says why beats a job that dies silently
+        shadow["error"] = f"{type(error).__name__}: {error}"
+    return record
 
 
 def results_from_log(path: Path) -> tuple:
@@ -142,6 +163,8 @@ def results_from_log(path: Path) -> tuple:
         try:
             record = json.loads(line)
             local, shadow = record["local"], record["shadow"]
+            if not isinstance(local, dict) or not isinstance(shadow, dict):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{path}:{number}: not a shadow record") from None
         endpoints.setdefault("a", (shadow.get("url", ""), shadow.get("model", "")))

@@ -27,7 +27,13 @@ class StandIn:
     """An OpenAI-shaped /v1/audio/transcriptions on loopback. `answer(seen)` returns (status, headers,
     body); the default is a JSON transcript from `texts` by file name."""
 
-    def __init__(self, answer: Optional[Callable] = None, texts: Optional[dict] = None, delay: float = 0.0):
+    def __init__(
+        self,
+        answer: Optional[Callable] = None,
+        texts: Optional[dict] = None,
+        delay: float = 0.0,
+        host: str = "127.0.0.1",
+    ):
         self.texts = texts or {}
         self.answer = answer or self.transcript
         self.delay = delay
@@ -63,9 +69,10 @@ class StandIn:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # host: loopback, or (in the lab) the bridge's address, which the lab's hosts reach.
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.url = f"http://{host}:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def transcript(self, seen: Seen):
