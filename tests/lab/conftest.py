@@ -50,6 +50,16 @@ def run_role(request, tmp_path):
 
 
 @pytest.fixture(scope="module")
+def servers(host, request):
+    """The lab's first two servers (wsl, wsl2), each as the one server-facts dict of the checks."""
+    inventory = request.config.option.ansible_inventory
+    names = host.ansible.get_variables()["groups"]["whisper_servers"]
+    assert len(names) >= 2, "the lab has two servers"
+    hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names[:2]]
+    return [server_facts(server, inventory) for server in hosts]
+
+
+@pytest.fixture(scope="module")
 def last_server(host, request):
     """The lab's last server host, for tests that change one box and leave the first one serving."""
     inventory = request.config.option.ansible_inventory

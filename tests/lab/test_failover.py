@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 import requests
-import testinfra
 
 from whisperlab_testkit import support
-from whisperlab_testkit.inventory_facts import server_facts
 from whisperlab_testkit.lab import api_key, mac, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,15 +23,6 @@ WORK = "whisperlab-failover"  # in the lab user's home, where SSH commands start
 NOTE = f"{WORK}/voice.ogg"
 SKILL = ".openclaw/workspace/skills/openai-whisper-api/scripts/transcribe.sh"
 MAX_WER = 0.3
-
-
-@pytest.fixture(scope="module")
-def servers(host, request):
-    inventory = request.config.option.ansible_inventory
-    names = host.ansible.get_variables()["groups"]["whisper_servers"]
-    assert len(names) >= 2, "the lab has two servers"
-    hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names[:2]]
-    return [server_facts(server, inventory) for server in hosts]
 
 
 def transcriptions_served(server) -> float:

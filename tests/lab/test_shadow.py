@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-import testinfra
 
 from whisperlab_testkit import support
-from whisperlab_testkit.inventory_facts import server_facts
 from whisperlab_testkit.lab import KEY_FILE, mac
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,14 +24,6 @@ NOTE = f"{WORK}/voice.ogg"
 SKILL = ".openclaw/workspace/skills/openai-whisper-api/scripts/transcribe.sh"
 LOG = ".local/state/whisperlab/shadow/shadow.jsonl"
 MAX_WER = 0.3
-
-
-@pytest.fixture(scope="module")
-def servers(host, request):
-    inventory = request.config.option.ansible_inventory
-    names = host.ansible.get_variables()["groups"]["whisper_servers"]
-    hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names[:2]]
-    return [server_facts(server, inventory) for server in hosts]
 
 
 @pytest.fixture(scope="module")

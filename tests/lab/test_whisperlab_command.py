@@ -14,26 +14,15 @@ from pathlib import Path
 
 import pytest
 import requests
-import testinfra
 
 from whisperlab_testkit import support
 from whisperlab_testkit.endpoint import StandIn
-from whisperlab_testkit.inventory_facts import server_facts
 from whisperlab_testkit.lab import api_key, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "clients"  # once, from the controller: not once per host
 MAX_WER = 0.3
 CLOUD_KEY = "sk-standin-cloud-0123456789"
-
-
-@pytest.fixture(scope="module")
-def servers(host, request):
-    inventory = request.config.option.ansible_inventory
-    names = host.ansible.get_variables()["groups"]["whisper_servers"]
-    assert len(names) >= 2, "the lab has two servers"
-    hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in names[:2]]
-    return [server_facts(server, inventory) for server in hosts]
 
 
 @pytest.fixture(scope="module")

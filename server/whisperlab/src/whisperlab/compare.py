@@ -178,9 +178,7 @@ def table(summary: dict) -> str:
     width = max([4] + [len(_short(f["file"])) for f in summary["files"]])
     lines.append(f"{'file':<{width}}  {'sec':>6}  {'A s':>6}  {'B s':>6}  {'WER':>6}  note")
     for f in summary["files"]:
-        note = f["a"]["error"] and f"A: {f['a']['error']}" or f["b"]["error"] and f"B: {f['b']['error']}" or ""
-        a_s = f["a"]["latency_s"] if f["a"]["ok"] else None
-        b_s = f["b"]["latency_s"] if f["b"]["ok"] else None
+        note, a_s, b_s = _file_row(f)
         lines.append(
             f"{_short(f['file']):<{width}}  {f['seconds']:>6.1f}  {_seconds(a_s):>6}  {_seconds(b_s):>6}  "
             f"{_rate(f['wer']):>6}  {note[:80]}"
@@ -204,6 +202,12 @@ def table(summary: dict) -> str:
             line += f", ${cost['per_month_usd']:.2f} a month at {cost['minutes_per_month']:g} minutes"
         lines.append(line + " (the local server's power is not counted)")
     return "\n".join(lines)
+
+
+def _file_row(f: dict) -> tuple:
+    """(the first error, A's latency, B's latency) of one file, a latency None where that side failed."""
+    note = f["a"]["error"] and f"A: {f['a']['error']}" or f["b"]["error"] and f"B: {f['b']['error']}" or ""
+    return note, f["a"]["latency_s"] if f["a"]["ok"] else None, f["b"]["latency_s"] if f["b"]["ok"] else None
 
 
 def _short(path: str) -> str:
@@ -239,9 +243,7 @@ def markdown(summary: dict, picture: Optional[str]) -> str:
         out += ["", f"![latency and WER]({picture})"]
     out += ["", "## Files", "", "| file | seconds | A s | B s | WER | |", "|---|---|---|---|---|---|"]
     for f in summary["files"]:
-        note = f["a"]["error"] and f"A: {f['a']['error']}" or f["b"]["error"] and f"B: {f['b']['error']}" or ""
-        a_s = f["a"]["latency_s"] if f["a"]["ok"] else None
-        b_s = f["b"]["latency_s"] if f["b"]["ok"] else None
+        note, a_s, b_s = _file_row(f)
         out.append(
             f"| `{f['file']}` | {f['seconds']:.1f} | {_seconds(a_s)} | {_seconds(b_s)} | {_rate(f['wer'])} | "
             f"{_cell(note)} |"
