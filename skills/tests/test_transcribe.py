@@ -1132,7 +1132,8 @@ def test_a_note_the_local_servers_failed_is_shadowed_as_a_failure(audio, cloud, 
     assert result.returncode == 1 and result.stdout == ""
     [record] = _wait_for_log(tmp_path / "shadow" / "shadow.jsonl")
     assert record["local"]["ok"] is False and record["local"]["error"] == "the local servers failed (no answer)"
-    assert record["local"]["latency_s"] > 0 and record["shadow"]["ok"]
+    # A refused connection takes next to no time: the wait is logged (0.0 when the grace ran out at once).
+    assert record["local"]["latency_s"] is not None and record["local"]["latency_s"] >= 0 and record["shadow"]["ok"]
     assert not (audio.folder / "note.txt").exists()
 
 
