@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,23 +38,14 @@ def whisperlab(*args: str, env: dict | None = None) -> subprocess.CompletedProce
 
 
 def metrics(server) -> dict:
-    text = requests.get(server["url"] + "/metrics", headers={"Authorization": f"Bearer {api_key()}"}, timeout=10).text
-    ok = re.search(r'whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} (\S+)', text)
-    audio = re.search(r"^whisper_audio_seconds_total (\S+)", text, re.M)
-    return {"ok": float(ok.group(1)) if ok else 0.0, "audio_s": float(audio.group(1)) if audio else 0.0}
+    headers = {"Authorization": f"Bearer {api_key()}"}
+    return support.transcription_metrics(requests.get(server["url"] + "/metrics", headers=headers, timeout=10).text)
 
 
 def access_log(server) -> dict:
-    """request_id -> [(status, audio_s, total_s)], from the server's own log on its box."""
+    """From the server's own log on its box."""
     path = f"{server['home']}/.local/state/whisper-server/whisper-server.log"
-    text = server["host"].check_output(f"sudo cat {path}")
-    lines: dict = {}
-    for match in re.finditer(
-        r"request_id=(\S+) method=POST path=/v1/audio/transcriptions status=(\d+) audio_s=(\S+) .* total_s=(\S+)", text
-    ):
-        request_id, status, audio_s, total_s = match.groups()
-        lines.setdefault(request_id, []).append((int(status), audio_s, float(total_s)))
-    return lines
+    return support.transcription_log(server["host"].check_output(f"sudo cat {path}"))
 
 
 def model_of(server) -> str:

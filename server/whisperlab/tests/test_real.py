@@ -5,7 +5,6 @@ reached here. The report is checked against what the servers' own logs and /metr
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -34,22 +33,11 @@ def servers(tmp_path_factory):
 
 
 def _log(server) -> dict:
-    """request_id -> [(status, audio_s, total_s)] from the server's access log."""
-    lines: dict = {}
-    for match in re.finditer(
-        r"request_id=(\S+) method=POST path=/v1/audio/transcriptions status=(\d+) audio_s=(\S+) .* total_s=(\S+)",
-        (server.log_dir / "whisper-server.log").read_text(),
-    ):
-        request_id, status, audio_s, total_s = match.groups()
-        lines.setdefault(request_id, []).append((int(status), audio_s, float(total_s)))
-    return lines
+    return support.transcription_log((server.log_dir / "whisper-server.log").read_text())
 
 
 def _metrics(server) -> dict:
-    text = requests.get(server.url + "/metrics", headers=server.headers, timeout=10).text
-    ok = re.search(r'whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} (\S+)', text)
-    audio = re.search(r"^whisper_audio_seconds_total (\S+)", text, re.M)
-    return {"ok": float(ok.group(1)) if ok else 0.0, "audio_s": float(audio.group(1)) if audio else 0.0}
+    return support.transcription_metrics(requests.get(server.url + "/metrics", headers=server.headers, timeout=10).text)
 
 
 def test_compare_matches_what_the_servers_recorded(tmp_path, servers, notes):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -250,3 +251,21 @@ def start_server(
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"server not ready in time:\n{output.read_text()}")
+
+
+def transcription_log(text: str) -> dict:
+    """request_id -> [(status, audio_s as logged, total_s)]: each transcription a server's access log holds."""
+    lines: dict = {}
+    for match in re.finditer(
+        r"request_id=(\S+) method=POST path=/v1/audio/transcriptions status=(\d+) audio_s=(\S+) .* total_s=(\S+)", text
+    ):
+        request_id, status, audio_s, total_s = match.groups()
+        lines.setdefault(request_id, []).append((int(status), audio_s, float(total_s)))
+    return lines
+
+
+def transcription_metrics(text: str) -> dict:
+    """From a server's /metrics: transcriptions answered 200 ("ok") and seconds of audio transcribed."""
+    ok = re.search(r'whisper_requests_total\{endpoint="/v1/audio/transcriptions",status="200"\} (\S+)', text)
+    audio = re.search(r"^whisper_audio_seconds_total (\S+)", text, re.M)
+    return {"ok": float(ok.group(1)) if ok else 0.0, "audio_s": float(audio.group(1)) if audio else 0.0}
