@@ -22,7 +22,7 @@ from whisper_server.errors import (
     upload_too_large,
 )
 from whisper_server.jobs import ClientGone, Job
-from whisper_server.state import get_state
+from whisper_server.state import get_state, model_name
 
 log = logging.getLogger("whisper_server")
 api = Blueprint("v1", __name__, url_prefix="/v1")
@@ -186,6 +186,7 @@ def _transcription(task: str):
             metrics=state.metrics,
             stats=g.stats,
             client_gone=_client_gone_check(),
+            residency=state.residency,
         )
     except QueueFull as full:
         raise queue_full(full.retry_after) from None
@@ -252,3 +253,30 @@ def model(model_id: str):
     if model_id not in get_state().model_ids:
         raise model_not_found(model_id)
     return jsonify(_model_card(model_id))
+
+
+def _residency(model_id: str):
+    state = get_state()
+    if model_id not in (*state.model_ids, model_name(state.config.model)):
+        raise model_not_found(model_id, state.model_ids)
+    if state.residency is None:
+        raise model_loading()
+    return state.residency
+
+
+@api.post("/models/<path:model_id>/unload")
+def unload_model(model_id: str):
+    """Frees the model's memory now (a game is starting); the next request loads it again. Waits for
+    running transcriptions to end (409 model_busy after UNLOAD_WAIT_S)."""
+    residency = _residency(model_id)
+    status = residency.unload("request")
+    log.info("request_id=%s model unload asked for: %s", g.request_id, status)
+    return jsonify({**_model_card(model_id), "status": status})
+
+
+@api.post("/models/<path:model_id>/load")
+def load_model(model_id: str):
+    """Loads the model now, if it was unloaded, so the next request does not wait for it."""
+    residency = _residency(model_id)
+    status = residency.load()
+    return jsonify({**_model_card(model_id), "status": status})

@@ -12,6 +12,7 @@ from whisper_server import logs, serving
 from whisper_server.app import create_app
 from whisper_server.config import ConfigError, load_config
 from whisper_server.engine import ModelLoadError, load_engine
+from whisper_server.residency import limit_arenas
 from whisper_server.state import get_state
 
 log = logging.getLogger("whisper_server")
@@ -24,6 +25,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"whisper-server: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_dir)
+    limit_arenas()  # before any thread starts: an unload's memory then goes back (residency.py)
     app = create_app(config)
     try:
         server = serving.create_server(app, config)
@@ -39,10 +41,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.error("cannot start: %s", exc)
         server.close()
         return 1
-    get_state(app).set_loaded(loaded)
+    state = get_state(app)
+    state.set_loaded(loaded)
+    wyoming = None
+    if config.wyoming_port:
+        from whisper_server.wyoming_service import WyomingService
+
+        wyoming_host = config.wyoming_host or config.host
+        wyoming = WyomingService(
+            state, wyoming_host, config.wyoming_port, config.wyoming_allowed_clients, config.wyoming_zeroconf
+        )
+        try:
+            wyoming.start()
+        except OSError as exc:
+            log.error("cannot listen for Wyoming on %s:%s: %s", wyoming_host, config.wyoming_port, exc)
+            server.close()
+            return 1
+        log.info(
+            "wyoming: listening on tcp://%s:%s; clients allowed: %s",
+            wyoming_host,
+            config.wyoming_port,
+            ",".join(config.wyoming_allowed_clients) or "any (Wyoming has no authentication)",
+        )
     log.info(
         "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d streams=%d "
-        "cpu_threads=%d auth=%s allowed_hosts=%s",
+        "cpu_threads=%d auth=%s allowed_hosts=%s idle_unload_s=%g wyoming_port=%s",
         config.model,
         loaded.device,
         loaded.compute_type,
@@ -54,13 +77,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config.cpu_threads,
         "on" if config.api_key else "off",
         ",".join(config.allowed_hosts) or "any",
+        config.idle_unload_seconds,
+        config.wyoming_port or "off",
     )
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
-    state = get_state(app)
     log.info(
         "shutting down: refusing new requests, %d in flight get up to %gs to finish",
         state.inflight,
@@ -70,6 +94,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.warning(
             "shutdown grace of %gs is over; closing with %d requests in flight", config.shutdown_grace, state.inflight
         )
+    if wyoming is not None:
+        wyoming.close()
+    state.residency.close()
     server.close()
     log.info("stopped")
     return 0

@@ -87,6 +87,12 @@ class Config:
     piece_seconds: float = 180.0
     # Host header names answered (host_name() form); empty: any.
     allowed_hosts: tuple[str, ...] = ()
+    idle_unload_seconds: float = 0.0
+    wyoming_port: int = 0
+    wyoming_host: str = ""
+    # Addresses or networks (ip_network() text) that may connect to the Wyoming port; empty: any.
+    wyoming_allowed_clients: tuple[str, ...] = ()
+    wyoming_zeroconf: str = ""
     # Read from api_key_file by load_api_key(); never part of repr, so never logged by accident.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -114,6 +120,7 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     names = _names(values.pop("model_names")) + _names(values.pop("model_alias"))
     values["model_aliases"] = tuple(dict.fromkeys(names))
     values["allowed_hosts"] = _allowed_hosts(values.pop("allowed_hosts"))
+    values["wyoming_allowed_clients"] = _networks(values.pop("wyoming_allowed_clients"))
     config = Config(**values)
     validate(config)
     if config.api_key_file is not None:
@@ -139,6 +146,18 @@ def _allowed_hosts(value: object) -> tuple[str, ...]:
             raise ConfigError(f"--allowed-hosts / WHISPER_ALLOWED_HOSTS: {given!r} is not a host name or an address")
         names.append(name)
     return tuple(dict.fromkeys(names))
+
+
+def _networks(value: object) -> tuple[str, ...]:
+    networks = []
+    for given in _names(value):
+        try:
+            networks.append(str(ipaddress.ip_network(given, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"--wyoming-allowed-clients / WHISPER_WYOMING_ALLOWED_CLIENTS: {given!r} is not an address or a network"
+            ) from None
+    return tuple(dict.fromkeys(networks))
 
 
 def _names(value: object) -> list[str]:
@@ -175,6 +194,12 @@ def validate(config: Config) -> None:
         problems.append("--piece-seconds must be at least 30 (one Whisper window)")
     if config.shutdown_grace < 0:
         problems.append("--shutdown-grace must be 0 or more")
+    if config.idle_unload_seconds < 0:
+        problems.append("--idle-unload-seconds must be 0 (never) or more")
+    if not 0 <= config.wyoming_port < 65536:
+        problems.append(f"--wyoming-port must be 0 (off) or 1-65535, not {config.wyoming_port}")
+    elif config.wyoming_port and config.wyoming_port == config.port and config.wyoming_host in ("", config.host):
+        problems.append(f"--wyoming-port {config.wyoming_port} is the HTTP port too; give it a port of its own")
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -21,6 +21,7 @@ _TYPES = {
     401: "invalid_request_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    409: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
@@ -94,6 +95,23 @@ def shutting_down() -> APIError:
         503,
         "The server is shutting down (a restart or deploy); retry in a few seconds.",
         code="shutting_down",
+        headers={"Retry-After": RETRY_SOON},
+    )
+
+
+def model_busy(seconds: float) -> APIError:
+    return APIError(
+        409,
+        f"The model is still transcribing after {seconds:g} s, so it was not unloaded; try again when it is idle.",
+        code="model_busy",
+    )
+
+
+def model_load_failed(detail: object) -> APIError:
+    return APIError(
+        503,
+        f"The model could not be loaded again: {detail}",
+        code="model_load_failed",
         headers={"Retry-After": RETRY_SOON},
     )
 

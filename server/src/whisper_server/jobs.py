@@ -7,6 +7,7 @@ audio-duration limit. The views only parse, submit, then stream or format what i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import BinaryIO, Callable, Iterator, Optional
@@ -15,6 +16,7 @@ from whisper_server import audio
 from whisper_server.admission import Admission, Ticket
 from whisper_server.engine.types import Engine, Info, Options, Segment, to_words
 from whisper_server.metrics import Metrics
+from whisper_server.residency import Residency
 
 # How much of the text so far is handed to the next piece as its prompt, so it reads on.
 CONTEXT_CHARS = 200
@@ -41,6 +43,7 @@ class Job:
         metrics: Metrics,
         stats: dict,
         client_gone: Callable[[], bool] = lambda: False,
+        residency: Optional[Residency] = None,
     ):
         """Takes a place in the queue (raises QueueFull) holding only the compressed upload."""
         self.ticket: Ticket = admission.admit()
@@ -51,6 +54,7 @@ class Job:
         self._piece_seconds = piece_seconds
         self._metrics = metrics
         self._client_gone = client_gone
+        self._residency = residency
         self.stats = stats
         self.info: Optional[Info] = None  # set when the last segment has been yielded
         self._stage = "queued"
@@ -66,7 +70,7 @@ class Job:
         it is decoded, with times in the whole file. Raises ClientGone within about a segment of
         work after the client leaves, APIError for bad audio. Closes the job when it ends."""
         try:
-            with self.ticket.run(self._check):
+            with self.ticket.run(self._check), self._hold():
                 self._stage = "running"
                 began = time.monotonic()
                 yield from self._transcribe()
@@ -77,6 +81,10 @@ class Job:
                 self._metrics.realtime_factor.observe(self.stats["proc_s"] / info.duration)
         finally:
             self.close()
+
+    def _hold(self):
+        """The model, loaded (an idle unload may have dropped it), while this job runs."""
+        return self._residency.hold(self._check) if self._residency is not None else contextlib.nullcontext()
 
     def _transcribe(self) -> Iterator[Segment]:
         options, language, text, count, end = self._options, None, "", 0, 0.0

@@ -57,3 +57,32 @@ class Metrics:
             ["stage"],
             registry=self.registry,
         )
+        self.model_loads = Counter(
+            "whisper_model_loads_total",
+            "Loads of the model after an unload, by cause",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.model_unloads = Counter(
+            "whisper_model_unloads_total",
+            "Unloads of the model (idle or asked for)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.model_load_seconds = Histogram(
+            "whisper_model_load_seconds",
+            "Seconds a load after an unload took",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.model_unload_seconds = Histogram(
+            "whisper_model_unload_seconds",
+            "Seconds an unload took",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+            registry=self.registry,
+        )
+        if state is not None:
+            loaded_gauge = Gauge(
+                "whisper_model_loaded", "1 while the model's weights are in memory", registry=self.registry
+            )
+            loaded_gauge.set_function(lambda: 1 if state.model_state == "ready" else 0)

@@ -20,13 +20,15 @@ ops = Blueprint("ops", __name__)
 def health():
     state = get_state()
     loaded = state.loaded
-    status = "shutting_down" if state.draining.is_set() else "ready" if loaded else "loading"
+    status = "shutting_down" if state.draining.is_set() else state.model_state
     if auth.has_key(state.config, request.headers.get("Authorization")):
         body = _details(state, status)
     else:
         body = {"status": status}
     response = jsonify(body)
-    if status != "ready":
+    # 503 only while requests are refused: at start and at shutdown. An unloaded model (or one loading
+    # again after an unload) still answers: the request waits for it in the queue.
+    if status == "shutting_down" or loaded is None:
         response.status_code = 503
         response.headers["Retry-After"] = errors.RETRY_SOON
     return response
@@ -47,6 +49,9 @@ def _details(state: State, status: str) -> dict:
         "queue_depth": state.admission.waiting,
         "running": state.admission.running,
         "uptime_s": round(time.monotonic() - state.started, 1),
+        "idle_unload_s": state.config.idle_unload_seconds or None,
+        "idle_s": round(state.residency.idle_for(), 1) if state.residency else None,
+        "wyoming_port": state.config.wyoming_port or None,
         "warnings": list(state.warnings),
         "version": __version__,
     }

@@ -122,6 +122,35 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "on SIGTERM, new requests get 503 shutting_down while running ones get this many seconds to finish; "
         "then it exits 0 (keep it below systemd's TimeoutStopSec)",
     ),
+    (
+        "idle_unload_seconds",
+        float,
+        0.0,
+        "unload the model after this many seconds without a request, giving its RAM or VRAM back (a game can use "
+        "it); the next request loads it again, waiting in the queue meanwhile; 0 = never",
+    ),
+    (
+        "wyoming_port",
+        int,
+        0,
+        "also speak Wyoming, Home Assistant's speech protocol, on this TCP port, with the same model, queue and "
+        "limits; 0 = off. Wyoming has no authentication: limit it with --wyoming-allowed-clients and a firewall",
+    ),
+    ("wyoming_host", str, "", "address the Wyoming port listens on; empty = the --host address"),
+    (
+        "wyoming_allowed_clients",
+        str,
+        "",
+        "comma-separated addresses or networks (CIDR) that may connect to the Wyoming port, such as the Home "
+        "Assistant host; other connections are closed at once; empty = any",
+    ),
+    (
+        "wyoming_zeroconf",
+        str,
+        "",
+        "announce the Wyoming port over mDNS (_wyoming._tcp) under this name, so Home Assistant discovers it; "
+        "empty = off",
+    ),
 )
 
 _VAD_HELP = "voice activity detection (Silero), which stops hallucinations on silence"

@@ -13,6 +13,7 @@ from whisper_server.admission import Admission
 from whisper_server.config import Config
 from whisper_server.engine import LoadedEngine
 from whisper_server.metrics import Metrics
+from whisper_server.residency import Residency
 
 # The key under which an app holds its State in app.extensions.
 _KEY = "whisper"
@@ -32,6 +33,8 @@ class State:
     admission: Admission
     started: float = field(default_factory=time.monotonic)
     loaded: Optional[LoadedEngine] = None
+    # Whether the loaded engine's weights are in memory (idle unload); set with `loaded`.
+    residency: Optional[Residency] = None
     warnings: list[str] = field(default_factory=list)
     # Set on SIGTERM: /v1 answers 503 shutting_down while what is in flight finishes.
     draining: threading.Event = field(default_factory=threading.Event)
@@ -65,13 +68,20 @@ class State:
             time.sleep(0.05)
 
     def set_loaded(self, loaded: LoadedEngine) -> None:
+        residency = Residency(loaded.engine, self.config.idle_unload_seconds, self.metrics)
         with self._lock:
             self.loaded = loaded
+            self.residency = residency
             self.warnings.extend(loaded.warnings)
 
     @property
     def ready(self) -> bool:
         return self.loaded is not None
+
+    @property
+    def model_state(self) -> str:
+        """loading (at start), then ready, unloaded or loading (again); see residency.py."""
+        return self.residency.state if self.residency is not None else "loading"
 
     @property
     def model_ids(self) -> tuple[str, ...]:

@@ -76,6 +76,14 @@ class WhisperEngine:
             segments, info = self._model.transcribe(audio, **kwargs)
         return _checked(_as_segments(segments), check), Info(language=info.language, duration=float(info.duration))
 
+    def unload(self) -> None:
+        """Frees the model's weights (RAM on a CPU, VRAM on a GPU); the tokenizer and settings stay."""
+        self._model.model.inner.unload_model()
+
+    def load(self) -> None:
+        """Puts back what unload() freed, from the model's files, on the same device."""
+        self._model.model.inner.load_model()
+
     def warm_up(self) -> None:
         """One real decode, VAD off so it cannot be skipped: the first request then pays no start-up
         cost, and a missing CUDA library shows now rather than on a user's voice note."""
