@@ -91,7 +91,8 @@ def test_batch_ssh_to_each_server_shows_its_status(host, setup):
         lines = result.stdout.splitlines()
         assert f"host: {server['host'].check_output('hostname')}" in lines
         health = next(line for line in lines if line.startswith("health: "))
-        assert json.loads(health.removeprefix("health: "))["status"] == "ready"
+        # unloaded: the lab's second server steps aside when idle (whisper_server_idle_unload_seconds).
+        assert json.loads(health.removeprefix("health: "))["status"] in ("ready", "unloaded")
         assert any(line.startswith("unit: whisper.service active (running)") for line in lines), lines
         assert any(line.startswith("gpu: ") for line in lines)
 

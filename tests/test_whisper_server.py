@@ -149,7 +149,8 @@ def test_controller_key_is_private(facts):
 def test_health_ready_with_expected_model(host, facts):
     model = env_file(host, facts)["WHISPER_MODEL"]
     body = health(host, facts)
-    assert body["status"] == "ready"
+    # A server that steps aside when idle may be unloaded now: it still answers (the request loads it).
+    assert body["status"] == "ready" or (facts["idle_unload"] and body["status"] == "unloaded")
     assert body["model"] == model
     assert host.file(model + "/model.bin").exists
 
@@ -163,7 +164,7 @@ def test_the_server_runs_this_repositorys_source(host, facts):
 
 def test_health_without_the_key_tells_only_its_status(host, facts):
     status, body = get(host, facts, "/health")
-    assert (status, json.loads(body)) == (200, {"status": "ready"})
+    assert status == 200 and json.loads(body) in ({"status": "ready"}, {"status": "unloaded"})
 
 
 def test_metrics_need_the_key(host, facts):
@@ -286,3 +287,55 @@ def test_a_client_without_the_ca_or_without_tls_gets_nothing(host, facts):
     # Plain HTTP on the port gets no answer from the server.
     plain = host.run(f"curl -sS --max-time 10 -w '%{{http_code}}' http://127.0.0.1:{facts['port']}/health")
     assert plain.rc != 0 or plain.stdout.strip().endswith("000"), plain.stdout
+
+
+# The Wyoming client, run on the box by the server's own venv (it has the wyoming package), over loopback
+# (always admitted): describe, then one utterance of a second of silence.
+WYOMING_PROBE = """
+import asyncio, sys
+from wyoming.asr import Transcribe
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+
+async def main(port):
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Describe().event())
+        info = Info.from_event(await client.read_event())
+        print("model", info.asr[0].models[0].name)
+        await client.write_event(Transcribe(language="en").event())
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=bytes(32000)).event())
+        await client.write_event(AudioStop().event())
+        while True:
+            event = await asyncio.wait_for(client.read_event(), 60)
+            if event.type in ("transcript", "error"):
+                print(event.type)
+                return
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def test_the_wyoming_port_only_where_it_is_turned_on(host, facts):
+    env = env_file(host, facts)
+    port = facts["wyoming_port"]
+    if port is None:
+        assert env["WHISPER_WYOMING_PORT"] == "0"
+        assert not host.socket("tcp://0.0.0.0:10300").is_listening
+        return
+    assert env["WHISPER_WYOMING_PORT"] == str(port)
+    assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    allowed = env["WHISPER_WYOMING_ALLOWED_CLIENTS"].split(",")
+    assert {"127.0.0.1/32", "::1/128"} <= {a if "/" in a else f"{a}/{128 if ':' in a else 32}" for a in allowed}
+    assert set(facts["home_assistant"]) <= set(allowed) and facts["home_assistant"]
+    out = host.check_output(f"{facts['venv_python']} -c {shlex.quote(WYOMING_PROBE)} {port}")
+    # Home Assistant is shown the model's own name: its first alias that is not one of OpenAI's.
+    openai_names = env["WHISPER_MODEL_NAMES"].split(",")
+    own = [name for name in health(host, facts)["model_ids"] if name not in openai_names][0]
+    assert out.splitlines() == [f"model {own}", "transcript"], out
+
+
+def test_the_idle_unload_is_set_as_the_inventory_says(host, facts):
+    assert env_file(host, facts)["WHISPER_IDLE_UNLOAD_SECONDS"] == str(facts["idle_unload"])
+    assert health(host, facts)["idle_unload_s"] == (facts["idle_unload"] or None)

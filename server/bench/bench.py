@@ -11,6 +11,11 @@ All on this machine, with tiny.en int8 on the CPU, beam 5 and VAD on for every s
 6. memory: server RSS after 200 requests / after the first 50
 7. WER on the real speech in ../shared/data, where present: this server against the sequential
    decoding the server used before batching (direct WhisperModel.transcribe)
+8. Wyoming, as Home Assistant speaks it: this server's Wyoming port against wyoming-faster-whisper on
+   the same model and settings (int8, beam 5), the same clips: latency from audio-stop to the
+   transcript (medians of interleaved runs), WER, and each process's RSS
+9. idle unload, tiny.en and base: RSS loaded, unloaded and loaded again; the reload's time; the first
+   request after an unload against a warm one
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import io
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -412,12 +418,112 @@ def table(results: dict) -> str:
             f"| 7. WER, {name}: ours / sequential decoding ({row['sequential']:.3f}) | **{row['ours']:.3f}** "
             f"| <= {row['sequential']:.3f} |"
         )
+    for name, row in results["wyoming"]["clips"].items():
+        wer = f", WER {row['ours_wer']:.3f} / {row['peer_wer']:.3f}" if row["ours_wer"] is not None else ""
+        rows.append(
+            f"| 8. Wyoming, {name}: ours / wyoming-faster-whisper, audio-stop to transcript "
+            f"({row['ours_median_s']:.3f} s / {row['peer_median_s']:.3f} s{wer}) | **{row['ratio']:.3f}** | <= 1.0 |"
+        )
+    wy = results["wyoming"]
+    rows.append(
+        f"| 8. Wyoming, RSS: ours (Wyoming and /v1) / wyoming-faster-whisper ({wy['ours_rss_mib']:.0f} / "
+        f"{wy['peer_rss_mib']:.0f} MiB) | **{wy['ours_rss_mib'] / wy['peer_rss_mib']:.2f}** | (one model for both) |"
+    )
+    for name, row in results["residency"].items():
+        rows.append(
+            f"| 9. idle unload, {name}: RSS unloaded / loaded ({row['rss_unloaded_mib']:.0f} / "
+            f"{row['rss_loaded_mib']:.0f} MiB; {row['rss_reloaded_mib']:.0f} loaded again) | "
+            f"**{row['rss_unloaded_mib'] / row['rss_loaded_mib']:.2f}** | (lower: more given back) |"
+        )
+        rows.append(
+            f"| 9. idle unload, {name}: first request after an unload / a warm one ({row['first_after_unload_s']:.2f}"
+            f" s / {row['warm_request_s']:.2f} s; the reload itself {row['reload_s']:.2f} s) | "
+            f"**{row['first_after_unload_s'] / row['warm_request_s']:.2f}** | (the cost of stepping aside) |"
+        )
     curve = ", ".join(f"{n}: {mib:.0f}" for n, mib in mem["rss_mib_by_request"].items())
     rows.append(f"\nRSS (MiB) after N requests: {curve}.")
     return "\n".join(rows)
 
 
-STEPS = ("latency", "throughput", "batching", "long", "rtf", "memory", "wer")
+def bench_wyoming(model: Path, runs: int) -> dict:
+    from whisperlab_testkit import wyoming_kit as wk
+
+    clips = {key: (text, wk.pcm(support.speak(text))) for key, text in support.SENTENCES.items()}
+    clips["11 s"] = (" ".join(SENTENCES), wk.pcm(clip(11.0)))
+    with tempfile.TemporaryDirectory() as tmp:
+        port = support.free_port()
+        mine = support.start_server(Path(tmp) / "ours", model, "--wyoming-port", str(port), key=None, env=SERVER_ENV)
+        peer = wk.Peer(Path(tmp), model)
+        try:
+            rows: dict = {}
+            for name, (reference, audio) in clips.items():
+                times: dict = {"ours": [], "peer": []}
+                texts: dict = {}
+                for _ in range(runs):
+                    answer = wk.transcribe("127.0.0.1", port, audio)
+                    times["ours"].append(answer.seconds)
+                    texts["ours"] = answer.text
+                    answer = peer.transcribe(audio)
+                    times["peer"].append(answer.seconds)
+                    texts["peer"] = answer.text
+                ours_s, peer_s = statistics.median(times["ours"]), statistics.median(times["peer"])
+                rows[name] = {
+                    "ours_median_s": ours_s,
+                    "peer_median_s": peer_s,
+                    "ratio": ours_s / peer_s,
+                    "ours_wer": support.wer(reference, texts["ours"]) if name in support.SENTENCES else None,
+                    "peer_wer": support.wer(reference, texts["peer"]) if name in support.SENTENCES else None,
+                }
+            return {
+                "clips": rows,
+                "ours_rss_mib": psutil.Process(mine.process.pid).memory_info().rss / 2**20,
+                "peer_rss_mib": psutil.Process(peer.process.pid).memory_info().rss / 2**20,
+            }
+        finally:
+            peer.stop()
+            mine.stop()
+
+
+def bench_residency(models: dict, runs: int) -> dict:
+    audio = support.encode(clip(5.0), "ogg")
+    out = {}
+    for name, model in models.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            running = support.start_server(Path(tmp), model, key=None, env=SERVER_ENV)
+            process = psutil.Process(running.process.pid)
+
+            def rss(process=process) -> float:
+                return process.memory_info().rss / 2**20
+
+            try:
+                warm = []
+                for _ in range(runs):
+                    warm.append(timed(post_ok, Server(running.url, running.process, None), audio, filename="c.ogg"))
+                loaded = rss()
+                first, unloaded, reloaded, unload_s = [], [], [], []
+                for _ in range(runs):
+                    unload_s.append(timed(requests.post, running.url + "/v1/models/whisper-1/unload", timeout=60))
+                    unloaded.append(rss())
+                    first.append(timed(post_ok, Server(running.url, running.process, None), audio, filename="c.ogg"))
+                    reloaded.append(rss())
+                metrics = requests.get(running.url + "/metrics", timeout=10).text
+                total = float(re.search(r"^whisper_model_load_seconds_sum (\S+)", metrics, re.M).group(1))
+                count = float(re.search(r"^whisper_model_load_seconds_count (\S+)", metrics, re.M).group(1))
+            finally:
+                running.stop()
+        out[name] = {
+            "rss_loaded_mib": loaded,
+            "rss_unloaded_mib": statistics.median(unloaded),
+            "rss_reloaded_mib": statistics.median(reloaded),
+            "reload_s": total / count,
+            "unload_call_s": statistics.median(unload_s),
+            "warm_request_s": statistics.median(warm),
+            "first_after_unload_s": statistics.median(first),
+        }
+    return out
+
+
+STEPS = ("latency", "throughput", "batching", "long", "rtf", "memory", "wer", "wyoming", "residency")
 
 
 def main() -> int:
@@ -436,6 +542,8 @@ def main() -> int:
         "rtf": lambda: bench_rtf({"tiny.en": tiny, "base": base}, 1 if quick else 3),
         "memory": lambda: bench_memory(tiny, 100 if quick else 200),
         "wer": lambda: bench_wer({"tiny.en": tiny, "base": base}),
+        "wyoming": lambda: bench_wyoming(tiny, 2 if quick else 5),
+        "residency": lambda: bench_residency({"tiny.en": tiny, "base": base}, 2 if quick else 5),
     }
     results: dict = {
         "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}

@@ -434,12 +434,16 @@ all:
       hosts:
         wsl:
           ansible_host: ${ADDRESS[wsl]}
+          # Home Assistant's Wyoming port, for the controller (the lab's stand-in Home Assistant host).
+          whisper_server_wyoming: true
         wsl2:
           ansible_host: ${ADDRESS[wsl2]}
           # A second model, so that comparing the two servers finds something (build_base_model).
           whisper_server_model_source: controller
           whisper_server_model_controller_path: $BASE_MODEL
           whisper_server_model_aliases: [base]
+          # Steps aside after 5 idle minutes: the later runs and checks find it unloaded, as a gaming PC's is.
+          whisper_server_idle_unload_seconds: 300
     clients:
       hosts:
         mac:
@@ -451,6 +455,8 @@ EOF
 whisperlab_server_alias: wsl.home
 whisperlab_server_port: 8000
 whisperlab_api_key_file: "{{ inventory_dir }}/.secrets/whisper_api_key"
+# The controller, at the lab's bridge, stands in for the Home Assistant host.
+whisperlab_home_assistant_addresses: [$NET.1]
 EOF
   cat >"$INVENTORY/group_vars/whisper_servers.yml" <<EOF
 ---

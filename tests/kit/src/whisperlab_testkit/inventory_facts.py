@@ -122,4 +122,11 @@ def server_facts(server, inventory: str | Path) -> dict:
         "key_file": key_file.replace("{{ inventory_dir }}", str(inventory_dir)),
         "wsl_force": bool(variables.get("wsl_force", False)),
         "monitor": variables.get("whisperlab_monitor_command", "/usr/local/bin/whisperlab-monitor"),
+        # Home Assistant's port (whisper_server_wyoming), or None; and the idle unload (0: never).
+        "wyoming_port": int(variables.get("whisper_server_wyoming_port", 10300))
+        if variables.get("whisper_server_wyoming", False)
+        else None,
+        "home_assistant": list(variables.get("whisperlab_home_assistant_addresses", [])),
+        "idle_unload": int(variables.get("whisper_server_idle_unload_seconds", 0)),
+        "venv_python": f"{passwd.home}/.local/share/whisper-server/venv/bin/python",
     }

@@ -33,8 +33,14 @@ def mac(command: str, stdin: Optional[bytes] = None, check: bool = False) -> sub
     return result
 
 
+# What /health says of a server that answers requests: its model loaded, or unloaded after an idle spell
+# (whisper_server_idle_unload_seconds; the lab's second server) and loaded again by the next request.
+SERVING = ("ready", "unloaded")
+
+
 def wait_ready(url: str, timeout: float) -> dict:
-    """Waits for a server's /health to say ready; returns it in full (asked with the key)."""
+    """Waits for a server's /health to say it serves: ready, or unloaded by an idle unload (the next request
+    loads it); returns it in full (asked with the key)."""
     headers = {"Authorization": f"Bearer {api_key()}"}
     deadline = time.monotonic() + timeout
     last = None
@@ -42,7 +48,7 @@ def wait_ready(url: str, timeout: float) -> dict:
         try:
             response = requests.get(url + "/health", headers=headers, timeout=2)
             last = response.json()
-            if response.status_code == 200 and last["status"] == "ready":
+            if response.status_code == 200 and last["status"] in SERVING:
                 return last
         except (requests.ConnectionError, requests.Timeout, ValueError):
             pass
