@@ -522,10 +522,11 @@ def test_the_hyper_v_rule_is_scoped_to_the_lan_and_to_private_profiles():
     assert call["-protocol"] == "TCP" and call["-localports"] == "$Port" and call["-vmcreatorid"] == "$Creator"
     parameters = args["parameters"]
     assert parameters["Profiles"] == "{{ windows_wsl_firewall_profiles }}"
-    assert parameters["RemoteAddresses"] == "{{ windows_wsl_allowed_remote_addresses }}"
-    # The rules made are the ones the controller's comparison found missing or different (that comparison,
-    # profiles and remote addresses included, is tested in test_windows_preflight.py).
-    assert parameters["Ports"] == "{{ windows_wsl_hyperv_fix }}"
+    # Per scope (the LAN's ports with windows_wsl_allowed_remote_addresses, the Wyoming port with Home
+    # Assistant's addresses: test_windows_wsl_render.py), the rules made are the ones the controller's
+    # comparison found missing or different (tested in test_windows_preflight.py).
+    assert parameters["RemoteAddresses"] == "{{ item.addresses }}"
+    assert parameters["Ports"] == "{{ item.fix }}"
     # A rule that differs is removed before it is made again (Set-NetFirewallHyperVRule lacks -Profiles in
     # some of its documented syntaxes).
     assert script.index("Remove-NetFirewallHyperVRule") < script.index("New-NetFirewallHyperVRule")
@@ -552,7 +553,9 @@ def test_the_nat_rule_is_scoped_to_the_lan_and_to_private_profiles():
     [task] = [task for where, task in _main_tasks() if "through Windows Defender Firewall" in where]
     args = task["community.windows.win_firewall_rule"]
     assert args["profiles"] == "{{ windows_wsl_firewall_profiles }}"
-    assert args["remoteip"] == "{{ windows_wsl_allowed_remote_addresses | join(',') }}"
+    # Each port with its scope's addresses: the LAN's, or Home Assistant's for the Wyoming port.
+    assert args["remoteip"] == "{{ item.0.addresses | join(',') }}" and args["localport"] == "{{ item.1 }}"
+    assert task["loop"] == "{{ windows_wsl_firewall_scopes | subelements('ports') }}"
 
 
 def _portproxy_adds(script: str) -> list[dict[str, str]]:

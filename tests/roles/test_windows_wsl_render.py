@@ -58,6 +58,7 @@ PLAY = """
               'merged': users | windows_wsl_merge(windows_wsl_settings), 'problems': windows_wsl_problems,
               'stale': windows_wsl_stale, 'logon_type': windows_wsl_logon_type, 'wsl': windows_wsl_exe,
               'listen': windows_wsl_portproxy_address, 'hyperv_fix': windows_wsl_hyperv_fix,
+              'scopes': windows_wsl_firewall_scopes,
               'remotes': windows_wsl_allowed_remote_addresses, 'profiles': windows_wsl_firewall_profiles} | to_json }}
 """
 
@@ -75,6 +76,11 @@ def render(tmp_path: Path, probe: dict | None = None, **extra) -> tuple[dict, st
         env={"ANSIBLE_FILTER_PLUGINS": str(ROLE / "filter_plugins")},
     )
     return json.loads((tmp_path / "decisions.json").read_text()), (tmp_path / "wsl-keepalive.ps1").read_text()
+
+
+def fixes(decisions: dict) -> list[int]:
+    """The ports whose Hyper-V rule the role would make, over every scope."""
+    return [port for scope in decisions["hyperv_fix"] for port in scope["fix"]]
 
 
 def test_mirrored_defaults(tmp_path):
@@ -185,17 +191,59 @@ def test_the_hyper_v_rules_are_made_for_the_lan_on_private_networks(tmp_path):
     """Issue 19: a rule open to every profile and address (what the role made before) is made again."""
     decisions, _ = render(tmp_path)
     assert decisions["remotes"] == ["LocalSubnet"] and decisions["profiles"] == ["private", "domain"]
-    assert decisions["hyperv_fix"] == [8010, 2222]  # none there yet
+    assert fixes(decisions) == [8010, 2222]  # none there yet
     old = hyperv_rule(8010, profiles="Any", remote_addresses=["Any"])
     decisions, _ = render(tmp_path, probe={"hyperv_rules": [old, hyperv_rule(2222)]})
-    assert decisions["hyperv_fix"] == [8010]
+    assert fixes(decisions) == [8010]
     subnet = ["192.168.1.0/255.255.255.0"]  # how Windows may write 192.168.1.0/24 back
     decisions, _ = render(
         tmp_path,
         probe={"hyperv_rules": [hyperv_rule(port, remote_addresses=subnet) for port in (8010, 2222)]},
         windows_wsl_allowed_remote_addresses=["192.168.1.0/24"],
     )
-    assert decisions["hyperv_fix"] == []
+    assert fixes(decisions) == []
+
+
+def _wyoming_on(tmp_path: Path) -> None:
+    (tmp_path / "host_vars").mkdir(exist_ok=True)
+    (tmp_path / "host_vars" / "gpu-b.yml").write_text(json.dumps({"whisper_server_wyoming": True}))
+
+
+def test_the_wyoming_port_is_let_in_from_home_assistant_alone(tmp_path):
+    """Issue 22: Wyoming has no key, so its port's rule admits the Home Assistant host, not the LAN."""
+    _wyoming_on(tmp_path)
+    decisions, _ = render(tmp_path, whisperlab_home_assistant_addresses=["192.168.1.20"])
+    assert decisions["ports"] == [8010, 2222, 10300]
+    assert decisions["problems"] == []
+    assert decisions["scopes"] == [
+        {"ports": [8010, 2222], "addresses": ["LocalSubnet"]},
+        {"ports": [10300], "addresses": ["192.168.1.20"]},
+    ]
+    assert [(s["fix"], s["addresses"]) for s in decisions["hyperv_fix"]] == [
+        ([8010, 2222], ["LocalSubnet"]),
+        ([10300], ["192.168.1.20"]),
+    ]
+    # A Wyoming rule open to the LAN (what a LAN-wide rule would be) differs, and is made again.
+    rules = [hyperv_rule(8010), hyperv_rule(2222), hyperv_rule(10300)]
+    decisions, _ = render(tmp_path, probe={"hyperv_rules": rules}, whisperlab_home_assistant_addresses=["192.168.1.20"])
+    assert fixes(decisions) == [10300]
+    decisions, script = render(
+        tmp_path, windows_wsl_networking_mode="nat", whisperlab_home_assistant_addresses=["192.168.1.20"]
+    )
+    assert "$Ports = @(8010, 2222, 10300)" in script  # forwarded like the others
+
+
+def test_the_wyoming_port_without_a_home_assistant_host_is_refused(tmp_path):
+    _wyoming_on(tmp_path)
+    decisions, _ = render(tmp_path)
+    assert any("windows_wsl_wyoming_remote_addresses is empty" in p for p in decisions["problems"])
+    decisions, _ = render(tmp_path, whisperlab_home_assistant_addresses=["homeassistant.local"])
+    assert any("'homeassistant.local' is not an address" in p for p in decisions["problems"])
+
+
+def test_no_wyoming_port_by_default(tmp_path):
+    decisions, _ = render(tmp_path)
+    assert decisions["scopes"][1] == {"ports": [], "addresses": []}
 
 
 @pytest.mark.parametrize(

@@ -73,8 +73,10 @@ def preflight(
     listen_address: str = "",
     profiles=None,
     remote_addresses=None,
+    wyoming_addresses=None,
 ) -> list[str]:
-    """Every reason this PC cannot run what the role sets up, each with its fix; [] when there is none."""
+    """Every reason this PC cannot run what the role sets up, each with its fix; [] when there is none.
+    `wyoming_addresses`: the Home Assistant hosts the Wyoming port admits, when there is one (else None)."""
     problems: list[str] = []
     user = probe.get("user") or "the connecting user"
     wanted = _ports(ports)
@@ -149,6 +151,8 @@ def preflight(
             " fix ansible_host; give the PC a fixed address (a DHCP reservation) so that it stays."
         )
     problems += _scope_problems(profiles, remote_addresses)
+    if wyoming_addresses is not None:
+        problems += _addresses_problems(wyoming_addresses, "windows_wsl_wyoming_remote_addresses", wyoming=True)
     return problems
 
 
@@ -164,17 +168,26 @@ def _scope_problems(profiles, remote_addresses) -> list[str]:
                     f"windows_wsl_firewall_profiles: {profile!r} is not a firewall profile (domain, private, public)."
                 )
     if remote_addresses is not None:
-        if not remote_addresses:
+        problems += _addresses_problems(remote_addresses, "windows_wsl_allowed_remote_addresses")
+    return problems
+
+
+def _addresses_problems(addresses, name: str, wyoming: bool = False) -> list[str]:
+    problems = []
+    if not addresses:
+        if wyoming:
             problems.append(
-                "windows_wsl_allowed_remote_addresses is empty: give the addresses that may connect, e.g."
-                " [LocalSubnet] or [192.168.1.0/24]."
+                f"{name} is empty, and Wyoming has no key: give your Home Assistant host's address"
+                " (whisperlab_home_assistant_addresses), e.g. [192.168.1.20]."
             )
-        for token in remote_addresses:
-            if _address(token) is None:
-                problems.append(
-                    f"windows_wsl_allowed_remote_addresses: {token!r} is not an address, a subnet (192.168.1.0/24),"
-                    " a range (192.168.1.10-192.168.1.20) or LocalSubnet."
-                )
+        else:
+            problems.append(f"{name} is empty: give the addresses that may connect, e.g. [LocalSubnet] or [192.168.1.0/24].")
+    for token in addresses:
+        if _address(token) is None:
+            problems.append(
+                f"{name}: {token!r} is not an address, a subnet (192.168.1.0/24), a range (192.168.1.10-192.168.1.20)"
+                " or LocalSubnet."
+            )
     return problems
 
 
@@ -272,6 +285,8 @@ def windows_wsl_preflight(
     listen_address="",
     profiles=None,
     remote_addresses=None,
+    wyoming_port=0,
+    wyoming_addresses=None,
 ):
     return preflight(
         probe or {},
@@ -283,6 +298,7 @@ def windows_wsl_preflight(
         listen_address or "",
         profiles,
         remote_addresses,
+        list(wyoming_addresses or []) if int(wyoming_port or 0) > 0 else None,
     )
 
 
@@ -294,10 +310,18 @@ def windows_wsl_hyperv_fix(probe, ports, profiles, remote_addresses, creator):
     return hyperv_fix(probe or {}, ports, profiles, remote_addresses, creator)
 
 
+def windows_wsl_scope_fix(scope, probe, profiles, creator):
+    """One firewall scope ({ports, addresses}) with the ports whose Hyper-V rule needs making (fix)."""
+    addresses = list(scope.get("addresses") or [])
+    fix = hyperv_fix(probe or {}, scope.get("ports") or [], profiles, addresses, creator) if scope.get("ports") else []
+    return {"ports": list(scope.get("ports") or []), "addresses": addresses, "fix": fix}
+
+
 class FilterModule:
     def filters(self):
         return {
             "windows_wsl_preflight": windows_wsl_preflight,
             "windows_wsl_cleanup": windows_wsl_cleanup,
             "windows_wsl_hyperv_fix": windows_wsl_hyperv_fix,
+            "windows_wsl_scope_fix": windows_wsl_scope_fix,
         }
