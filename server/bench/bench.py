@@ -368,6 +368,34 @@ def bench_wer(models: dict[str, Path]) -> dict:
     return results
 
 
+def wyoming_rows(results: dict) -> list[str]:
+    """Steps 8 and 9's rows, for the table (or alone, from a run with --only wyoming --only residency)."""
+    rows = []
+    for name, row in results["wyoming"]["clips"].items():
+        wer = f", WER {row['ours_wer']:.3f} / {row['peer_wer']:.3f}" if row["ours_wer"] is not None else ""
+        rows.append(
+            f"| 8. Wyoming, {name}: ours / wyoming-faster-whisper, audio-stop to transcript "
+            f"({row['ours_median_s']:.3f} s / {row['peer_median_s']:.3f} s{wer}) | **{row['ratio']:.3f}** | <= 1.0 |"
+        )
+    wy = results["wyoming"]
+    rows.append(
+        f"| 8. Wyoming, RSS: ours (Wyoming and /v1) / wyoming-faster-whisper ({wy['ours_rss_mib']:.0f} / "
+        f"{wy['peer_rss_mib']:.0f} MiB) | **{wy['ours_rss_mib'] / wy['peer_rss_mib']:.2f}** | (one model for both) |"
+    )
+    for name, row in results["residency"].items():
+        rows.append(
+            f"| 9. idle unload, {name}: RSS unloaded / loaded ({row['rss_unloaded_mib']:.0f} / "
+            f"{row['rss_loaded_mib']:.0f} MiB; {row['rss_reloaded_mib']:.0f} loaded again) | "
+            f"**{row['rss_unloaded_mib'] / row['rss_loaded_mib']:.2f}** | (lower: more given back) |"
+        )
+        rows.append(
+            f"| 9. idle unload, {name}: first request after an unload / a warm one ({row['first_after_unload_s']:.2f}"
+            f" s / {row['warm_request_s']:.2f} s; the reload itself {row['reload_s']:.2f} s) | "
+            f"**{row['first_after_unload_s'] / row['warm_request_s']:.2f}** | (the cost of stepping aside) |"
+        )
+    return rows
+
+
 def table(results: dict) -> str:
     rows = ["| benchmark | measured | target |", "|---|---|---|"]
     for clip_name, row in results["latency"].items():
@@ -418,28 +446,7 @@ def table(results: dict) -> str:
             f"| 7. WER, {name}: ours / sequential decoding ({row['sequential']:.3f}) | **{row['ours']:.3f}** "
             f"| <= {row['sequential']:.3f} |"
         )
-    for name, row in results["wyoming"]["clips"].items():
-        wer = f", WER {row['ours_wer']:.3f} / {row['peer_wer']:.3f}" if row["ours_wer"] is not None else ""
-        rows.append(
-            f"| 8. Wyoming, {name}: ours / wyoming-faster-whisper, audio-stop to transcript "
-            f"({row['ours_median_s']:.3f} s / {row['peer_median_s']:.3f} s{wer}) | **{row['ratio']:.3f}** | <= 1.0 |"
-        )
-    wy = results["wyoming"]
-    rows.append(
-        f"| 8. Wyoming, RSS: ours (Wyoming and /v1) / wyoming-faster-whisper ({wy['ours_rss_mib']:.0f} / "
-        f"{wy['peer_rss_mib']:.0f} MiB) | **{wy['ours_rss_mib'] / wy['peer_rss_mib']:.2f}** | (one model for both) |"
-    )
-    for name, row in results["residency"].items():
-        rows.append(
-            f"| 9. idle unload, {name}: RSS unloaded / loaded ({row['rss_unloaded_mib']:.0f} / "
-            f"{row['rss_loaded_mib']:.0f} MiB; {row['rss_reloaded_mib']:.0f} loaded again) | "
-            f"**{row['rss_unloaded_mib'] / row['rss_loaded_mib']:.2f}** | (lower: more given back) |"
-        )
-        rows.append(
-            f"| 9. idle unload, {name}: first request after an unload / a warm one ({row['first_after_unload_s']:.2f}"
-            f" s / {row['warm_request_s']:.2f} s; the reload itself {row['reload_s']:.2f} s) | "
-            f"**{row['first_after_unload_s'] / row['warm_request_s']:.2f}** | (the cost of stepping aside) |"
-        )
+    rows += wyoming_rows(results)
     curve = ", ".join(f"{n}: {mib:.0f}" for n, mib in mem["rss_mib_by_request"].items())
     rows.append(f"\nRSS (MiB) after N requests: {curve}.")
     return "\n".join(rows)
