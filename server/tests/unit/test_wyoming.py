@@ -271,3 +271,45 @@ def test_one_connection_may_ask_twice_and_the_idle_one_is_closed(serve, monkeypa
     texts, closed, waited = asyncio.run(twice())
     assert texts == ["Hello there. General Kenobi."] * 2
     assert closed is None and waited < 5
+
+
+ZEROCONF_CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from conftest import make_app
+from whisper_server.state import get_state
+from whisper_server.wyoming_service import WyomingService
+from zeroconf import Zeroconf
+
+service = WyomingService(get_state(make_app()), "127.0.0.1", 0, (), zeroconf_name="whisperlab-test")
+service.start()
+browser = Zeroconf(interfaces=["127.0.0.1"])
+found = browser.get_service_info("_wyoming._tcp.local.", "whisperlab-test._wyoming._tcp.local.", timeout=5000)
+print(found.port == service.port, found.parsed_addresses())
+browser.close()
+service.close()
+"""
+
+
+def test_zeroconf_announces_the_port_for_home_assistant(tmp_path):
+    """In a network namespace of its own, where loopback carries multicast: mDNS never leaves the test."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "--net", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare --net (root): mDNS is checked only in a namespace of its own")
+    script = tmp_path / "check.py"
+    script.write_text(ZEROCONF_CHECK)
+    setup = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && "
+    tests = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [unshare, "--net", "sh", "-c", f"{setup}exec {sys.executable} {script} {tests}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "True ['127.0.0.1']", result.stdout
