@@ -124,3 +124,14 @@ def test_the_client_makes_the_second_server_step_aside(servers):
     metrics = requests.get(second["url"] + "/metrics", headers=headers, timeout=10).text
     assert 'whisper_model_loads_total{reason="request"}' in metrics
     assert mac(f"ssh -o BatchMode=yes {short} load", check=True).stdout.decode().startswith("load: {")
+
+
+def test_lan_check_judges_the_wyoming_port_both_ways(servers, run_role, host):
+    """From the client, not a Home Assistant host, the port must not answer: the play passes. Named a Home
+    Assistant host (which the server does not admit), the same client must get an answer: the play stops
+    and says so."""
+    out = run_role("clients", "lan_check")
+    assert "Ask each Wyoming port for its info from the client" in out
+    mac_address = host.ansible.get_variables()["ansible_host"]
+    out = run_role("clients", "lan_check", expect_failure=True, lan_check_home_assistant_addresses=[mac_address])
+    assert "Home Assistant (this host) cannot use the Wyoming port wsl.home:10300" in out

@@ -181,7 +181,9 @@ def _addresses_problems(addresses, name: str, wyoming: bool = False) -> list[str
                 " (whisperlab_home_assistant_addresses), e.g. [192.168.1.20]."
             )
         else:
-            problems.append(f"{name} is empty: give the addresses that may connect, e.g. [LocalSubnet] or [192.168.1.0/24].")
+            problems.append(
+                f"{name} is empty: give the addresses that may connect, e.g. [LocalSubnet] or [192.168.1.0/24]."
+            )
     for token in addresses:
         if _address(token) is None:
             problems.append(
