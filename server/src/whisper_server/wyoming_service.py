@@ -19,6 +19,7 @@ Assistant host. The firewall in front of it is the other half (docs/home-assista
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import ipaddress
 import logging
@@ -59,6 +60,8 @@ CHANNEL_COUNTS = (1, 2)
 IDLE_TIMEOUT_S = 30
 # Open connections at once; past it, a new one is closed at once.
 MAX_CONNECTIONS = 100
+# Seconds a transcription's thread waits for one event to be written before it takes the client for gone.
+SEND_TIMEOUT_S = 10
 
 
 class WyomingError(Exception):
@@ -290,7 +293,12 @@ class Handler(AsyncEventHandler):
         text = []
 
         def send(event: Event) -> None:
-            asyncio.run_coroutine_threadsafe(self._write(event), loop).result()
+            # Bounded: a loop that stopped (close() after the drain) never runs the write, and a worker
+            # blocked here forever would keep the process from exiting.
+            try:
+                asyncio.run_coroutine_threadsafe(self._write(event), loop).result(timeout=SEND_TIMEOUT_S)
+            except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+                self.gone.set()
 
         def work() -> str:
             nonlocal started
@@ -488,6 +496,10 @@ class WyomingService:
             for handler in list(self._handlers):
                 handler.gone.set()
                 handler.writer.close()
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
             loop.stop()
 
         asyncio.run_coroutine_threadsafe(stop(), loop)

@@ -194,7 +194,7 @@ def test_a_client_that_leaves_stops_its_work(serve):
     metrics = service.state.metrics.registry.get_sample_value
     assert metrics("whisper_cancelled_total", {"stage": "running"}) == 1
     assert metrics("whisper_requests_total", {"endpoint": "wyoming", "status": "499"}) == 1
-    assert len(engine.calls) == 1
+    assert len(engine.calls) <= 1  # stopped before the model, or within its segments
 
 
 def test_draining_refuses_new_requests_and_waits_for_running_ones(serve):
