@@ -68,11 +68,11 @@ def test_off_by_default(render):
 def test_on_with_the_home_assistant_host(render):
     env = render(
         whisper_server_wyoming=True,
-        whisperlab_home_assistant_addresses=["192.168.1.20"],
+        whisperlab_home_assistant_addresses=["192.168.1.20", "fd00::/64"],
         whisper_server_idle_unload_seconds=600,
     )
     assert env["WHISPER_WYOMING_PORT"] == "10300" and env["WHISPER_WYOMING_HOST"] == "0.0.0.0"
-    assert env["WHISPER_WYOMING_ALLOWED_CLIENTS"] == "127.0.0.1,::1,192.168.1.20"
+    assert env["WHISPER_WYOMING_ALLOWED_CLIENTS"] == "127.0.0.1,::1,192.168.1.20,fd00::/64"
     assert env["WHISPER_WYOMING_ZEROCONF"] == ""
     assert env["WHISPER_IDLE_UNLOAD_SECONDS"] == "600"
 
@@ -83,6 +83,10 @@ def test_on_with_the_home_assistant_host(render):
         {},  # nobody to admit: Wyoming has no key
         {"whisperlab_home_assistant_addresses": ["192.168.1.20"], "whisper_server_wyoming_port": 8000},
         {"whisperlab_home_assistant_addresses": ["192.168.1.20"], "whisper_server_wyoming_port": 18000},
+        # What the server's allowlist cannot read (it would not start): a name, a keyword, a range.
+        {"whisperlab_home_assistant_addresses": ["homeassistant.local"]},
+        {"whisperlab_home_assistant_addresses": ["Any"]},
+        {"whisperlab_home_assistant_addresses": ["192.168.1.10-192.168.1.20"]},
     ],
 )
 def test_refused_without_addresses_or_on_the_servers_own_port(render, settings):

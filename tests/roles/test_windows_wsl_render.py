@@ -239,6 +239,10 @@ def test_the_wyoming_port_without_a_home_assistant_host_is_refused(tmp_path):
     assert any("windows_wsl_wyoming_remote_addresses is empty" in p for p in decisions["problems"])
     decisions, _ = render(tmp_path, whisperlab_home_assistant_addresses=["homeassistant.local"])
     assert any("'homeassistant.local' is not an address" in p for p in decisions["problems"])
+    # The LAN's keywords and ranges open a port with no key too widely: the host or its subnet alone.
+    for wide in ("LocalSubnet", "Any", "192.168.1.10-192.168.1.20"):
+        decisions, _ = render(tmp_path, whisperlab_home_assistant_addresses=[wide])
+        assert any(f"{wide!r} is wider than a host or a subnet" in p for p in decisions["problems"]), wide
 
 
 def test_no_wyoming_port_by_default(tmp_path):

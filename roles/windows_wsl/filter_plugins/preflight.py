@@ -172,6 +172,15 @@ def _scope_problems(profiles, remote_addresses) -> list[str]:
     return problems
 
 
+def _plain(token) -> bool:
+    """An address or a subnet, as the server's own allowlist reads them (no keyword, no range)."""
+    try:
+        ipaddress.ip_network(str(token).strip(), strict=False)
+        return True
+    except ValueError:
+        return False
+
+
 def _addresses_problems(addresses, name: str, wyoming: bool = False) -> list[str]:
     problems = []
     if not addresses:
@@ -185,7 +194,12 @@ def _addresses_problems(addresses, name: str, wyoming: bool = False) -> list[str
                 f"{name} is empty: give the addresses that may connect, e.g. [LocalSubnet] or [192.168.1.0/24]."
             )
     for token in addresses:
-        if _address(token) is None:
+        if wyoming and _address(token) is not None and not _plain(token):
+            problems.append(
+                f"{name}: {token!r} is wider than a host or a subnet; the Wyoming port has no key, so name the Home"
+                " Assistant host's address (or its subnet) alone."
+            )
+        elif _address(token) is None:
             problems.append(
                 f"{name}: {token!r} is not an address, a subnet (192.168.1.0/24), a range (192.168.1.10-192.168.1.20)"
                 " or LocalSubnet."

@@ -90,9 +90,7 @@ class Residency:
             else:
                 self._users += 1
         if loader:
-            self._load("request")
-            with self._cond:
-                self._users += 1
+            self._load("request", hold=True)
         try:
             yield
         finally:
@@ -112,8 +110,10 @@ class Residency:
         self._load("request")
         return self.state
 
-    def _load(self, reason: str) -> None:
-        """Called with the state set to LOADING by this thread alone."""
+    def _load(self, reason: str, hold: bool = False) -> None:
+        """Called with the state set to LOADING by this thread alone. With `hold`, the caller becomes a
+        user in the same step that makes the model ready: an unload waiting for the load to end must
+        not find it ready and unused in between."""
         began = self._clock()
         try:
             loader = getattr(self._engine, "load", None)
@@ -130,6 +130,8 @@ class Residency:
         seconds = self._clock() - began
         with self._cond:
             self.state = READY
+            if hold:
+                self._users += 1
             self.last_used = self._clock()
             self._cond.notify_all()
         if self._metrics is not None:
@@ -159,12 +161,18 @@ class Residency:
             began = self._clock()
             try:
                 unloader = getattr(self._engine, "unload", None)
-                if unloader is not None:
-                    unloader()
-                self.state = UNLOADED
+                # False: the engine still had work in flight (a departed client's model call finishing)
+                # and kept its weights; the state stays ready rather than say what is not so.
+                done = unloader(min(5.0, max(0.0, deadline - self._clock()))) if unloader is not None else True
+                if done is not False:
+                    self.state = UNLOADED
             finally:
                 self._closing = False
                 self._cond.notify_all()
+            if self.state != UNLOADED:
+                from whisper_server.errors import model_busy
+
+                raise model_busy(wait)
         _trim()
         seconds = self._clock() - began
         if self._metrics is not None:

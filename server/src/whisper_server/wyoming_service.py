@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
-from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
+from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop, audioop
 from wyoming.error import Error
 from wyoming.event import Event, async_read_event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
@@ -58,8 +58,16 @@ WIDTHS = (1, 2, 3, 4)
 CHANNEL_COUNTS = (1, 2)
 # Seconds a connection may stay silent (no event) before it is closed, as /v1's idle connections are.
 IDLE_TIMEOUT_S = 30
-# Open connections at once; past it, a new one is closed at once.
-MAX_CONNECTIONS = 100
+# Open connections at once, past the queue's places (each may hold one utterance's audio while it
+# arrives); past it, a new one is closed at once.
+SPARE_CONNECTIONS = 8
+# The longest utterance kept, in seconds (9.6 MB at 16 kHz): a voice command is a few seconds, and the
+# connections together then hold at most (places + SPARE_CONNECTIONS) x 9.6 MB. Lower when
+# --max-audio-seconds or --max-upload-mb is.
+MAX_UTTERANCE_SECONDS = 300
+# The largest data or payload one event may announce: an audio-chunk is a few kB (Home Assistant sends
+# 2 kB). A bigger one closes the connection before any of it is read.
+MAX_EVENT_BYTES = 1024 * 1024
 # Seconds a transcription's thread waits for one event to be written before it takes the client for gone.
 SEND_TIMEOUT_S = 10
 
@@ -144,10 +152,29 @@ class _Request:
             writer.setframerate(RATE)
             writer.setsampwidth(WIDTH)
             writer.setnchannels(CHANNELS)
-            writer.writeframes(bytes(self.audio))
+            writer.writeframes(memoryview(self.audio))
         self.audio = bytearray()
         out.seek(0)
         return out
+
+
+class _Bounded:
+    """The connection's reader, as the wyoming package reads events from it, refusing to read an event
+    part larger than MAX_EVENT_BYTES (its header line is bounded by the stream's own 64 KiB limit)."""
+
+    def __init__(self, reader: asyncio.StreamReader):
+        self._reader = reader
+
+    async def readline(self) -> bytes:
+        return await self._reader.readline()
+
+    async def readexactly(self, n: int) -> bytes:
+        if not 0 <= n <= MAX_EVENT_BYTES:
+            raise ValueError(f"an event part of {n} bytes (at most {MAX_EVENT_BYTES})")
+        return await self._reader.readexactly(n)
+
+    def __getattr__(self, name):
+        return getattr(self._reader, name)
 
 
 def _check_format(rate, width, channels) -> None:
@@ -175,16 +202,23 @@ class Handler(AsyncEventHandler):
         self.gone = threading.Event()
 
     async def run(self) -> None:
+        reading: Optional[asyncio.Task] = None
         try:
             while not self.gone.is_set():
-                try:
-                    event = await asyncio.wait_for(async_read_event(self.reader), IDLE_TIMEOUT_S)
-                except asyncio.TimeoutError:
+                if reading is None:
+                    reading = asyncio.ensure_future(async_read_event(_Bounded(self.reader)))
+                # The read is waited on, never cancelled, while a transcription runs: a cancelled read
+                # could leave half an event consumed.
+                done, _ = await asyncio.wait({reading}, timeout=IDLE_TIMEOUT_S)
+                if not done:
                     if self._task is not None and not self._task.done():
                         continue  # a transcription is running: the client waits for it
                     break
-                except (ConnectionError, ValueError, UnicodeDecodeError) as exc:
-                    log.info("wyoming: dropping a connection that sent no event: %s", exc)
+                task, reading = reading, None
+                try:
+                    event = task.result()
+                except (ConnectionError, EOFError, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+                    log.info("wyoming: closing a connection that sent something other than an event: %r", exc)
                     break
                 if event is None:
                     break
@@ -192,6 +226,8 @@ class Handler(AsyncEventHandler):
                     break
         finally:
             self.gone.set()
+            if reading is not None:
+                reading.cancel()
             if self._task is not None:
                 await asyncio.wait({self._task})  # its own faults are logged and answered there
             self._leave()
@@ -208,7 +244,10 @@ class Handler(AsyncEventHandler):
             # so a client that waits for a transcript is not left waiting.
             return not AudioStop.is_type(event.type)
         try:
-            return await self._handle(event)
+            try:
+                return await self._handle(event)
+            except (KeyError, TypeError, ValueError, AttributeError, audioop.error) as exc:
+                raise WyomingError("invalid_event", f"The {event.type!r} event is malformed: {exc!r}.") from None
         except WyomingError as error:
             self._refused = True
             self._request = None
@@ -253,7 +292,8 @@ class Handler(AsyncEventHandler):
         if state.loaded is None:
             raise WyomingError("model_loading", "The model is still loading; try again shortly.")
         config = state.config
-        limit = int(min(config.max_audio_seconds * BYTES_PER_SECOND, config.max_upload_bytes))
+        seconds = min(config.max_audio_seconds, MAX_UTTERANCE_SECONDS)
+        limit = int(min(seconds * BYTES_PER_SECOND, config.max_upload_bytes))
         self._request = _Request(limit, self._language)
         if not self._entered:
             # Counted from audio-start: a command being spoken when SIGTERM comes is still answered.
@@ -286,8 +326,8 @@ class Handler(AsyncEventHandler):
         try:
             job = self._job(request, stats)
         except WyomingError as error:
-            self._leave()
             await self._refuse(error, request)
+            self._leave()
             return
         started = False
         text = []
@@ -312,27 +352,27 @@ class Handler(AsyncEventHandler):
             return "".join(text).strip()
 
         try:
-            transcript = await loop.run_in_executor(self._service.pool, work)
+            try:
+                transcript = await loop.run_in_executor(self._service.pool, work)
+            finally:
+                job.close()
+            if not started:
+                await self._write(TranscriptStart(language=stats["language"]).event())
+            await self._write(TranscriptStop().event())
+            await self._write(Transcript(text=transcript, language=stats["language"]).event())
+            self._log(request, 200, stats)
         except ClientGone:
             self._log(request, 499, stats)
-            return
         except APIError as error:
             self._log(request, error.status, stats)
             await self._write(Error(text=error.message, code=error.code).event())
-            return
         except Exception:
             log.exception("request_id=%s wyoming: fault while transcribing", request.request_id)
             self._log(request, 500, stats)
             await self._write(Error(text="The server had an error while transcribing.", code="server_error").event())
-            return
         finally:
-            job.close()
+            # Only now: a drain (SIGTERM) waits until the answer is written, not only computed.
             self._leave()
-        if not started:
-            await self._write(TranscriptStart(language=stats["language"]).event())
-        await self._write(TranscriptStop().event())
-        await self._write(Transcript(text=transcript, language=stats["language"]).event())
-        self._log(request, 200, stats)
 
     def _job(self, request: _Request, stats: dict) -> Job:
         state = self._state
@@ -461,8 +501,9 @@ class WyomingService:
             log.warning("wyoming: refused a connection from %s (not in --wyoming-allowed-clients)", peer)
             writer.close()
             return
-        if len(self._handlers) >= MAX_CONNECTIONS:
-            log.warning("wyoming: refused a connection from %s: %d are open", peer, MAX_CONNECTIONS)
+        most = self.state.admission.capacity + SPARE_CONNECTIONS
+        if len(self._handlers) >= most:
+            log.warning("wyoming: refused a connection from %s: %d are open", peer, most)
             writer.close()
             return
         handler = Handler(self, reader, writer)

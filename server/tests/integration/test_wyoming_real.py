@@ -4,6 +4,7 @@ wyoming-faster-whisper on the same clips; SIGTERM; and the idle unload giving me
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -167,9 +168,10 @@ def test_idle_unload_gives_the_memory_back_and_the_next_request_loads_it(tmp_pat
         assert loaded - unloaded >= 30, (loaded, unloaded)
         answer = wk.transcribe(HOST, port, wk.pcm(support.speak(support.SENTENCES["weather"])))
         assert support.wer(support.SENTENCES["weather"], answer.text) <= 0.2
-        assert health().json()["status"] == "ready"
+        # The Wyoming request loaded it again (it may have stepped aside once more since: 2 s is short).
         metrics = requests.get(running.url + "/metrics", headers=running.headers, timeout=10).text
-        assert 'whisper_model_unloads_total{reason="idle"} 1.0' in metrics
         assert 'whisper_model_loads_total{reason="request"} 1.0' in metrics
+        unloads = re.search(r'whisper_model_unloads_total\{reason="idle"\} (\S+)', metrics)
+        assert unloads and float(unloads.group(1)) in (1.0, 2.0)
     finally:
         running.stop()

@@ -104,7 +104,8 @@ def test_a_transcript_streams_then_arrives_whole(serve):
     assert Transcript.from_event(events[-1]).text == "Hello there. General Kenobi."
     assert "".join(e.data["text"] for e in events if e.type == "transcript-chunk") == "Hello there. General Kenobi."
     metrics = service.state.metrics.registry.get_sample_value
-    assert metrics("whisper_requests_total", {"endpoint": "wyoming", "status": "200"}) == 1
+    # Counted once the answer is written, which the client may read first.
+    assert wait_for(lambda: metrics("whisper_requests_total", {"endpoint": "wyoming", "status": "200"}) == 1)
 
 
 def test_the_language_reaches_the_engine_in_whispers_form(serve):
@@ -313,3 +314,35 @@ def test_zeroconf_announces_the_port_for_home_assistant(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "True ['127.0.0.1']", result.stdout
+
+
+def test_an_event_that_announces_a_huge_payload_is_not_read(serve):
+    """The wyoming package reads what a header announces; the server refuses more than MAX_EVENT_BYTES
+    before reading any of it, and closes the connection."""
+    import socket
+
+    service = serve()
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(b'{"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, ')
+        sock.sendall(b'"payload_length": 4000000000}\n')
+        sock.sendall(b"x" * 1000)
+        assert sock.recv(100) == b""  # closed, with nothing buffered beyond the first bytes
+    assert wait_for(lambda: service.state.inflight == 0)
+
+
+def test_a_malformed_event_gets_an_error_event(serve):
+    engine = FakeEngine()
+    service = serve(engine)
+
+    async def malformed():
+        from wyoming.event import Event
+
+        async with AsyncTcpClient("127.0.0.1", service.port) as client:
+            await client.write_event(Transcribe(language="en").event())
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            await client.write_event(Event(type="audio-chunk", data={"width": 2}, payload=b"\0\0"))
+            return await asyncio.wait_for(client.read_event(), 10)
+
+    event = asyncio.run(malformed())
+    assert Error.from_event(event).code == "invalid_event" and "audio-chunk" in event.data["text"]
+    assert engine.calls == [] and wait_for(lambda: service.state.inflight == 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable, Iterator
 
 import numpy as np
@@ -76,9 +77,19 @@ class WhisperEngine:
             segments, info = self._model.transcribe(audio, **kwargs)
         return _checked(_as_segments(segments), check), Info(language=info.language, duration=float(info.duration))
 
-    def unload(self) -> None:
-        """Frees the model's weights (RAM on a CPU, VRAM on a GPU); the tokenizer and settings stay."""
-        self._model.model.inner.unload_model()
+    def unload(self, wait: float = 0.0) -> bool:
+        """Frees the model's weights (RAM on a CPU, VRAM on a GPU); the tokenizer and settings stay.
+        CTranslate2 skips the unload while a model call runs (one a departed client's request left in
+        the batcher): it is asked again until `wait` seconds have passed. False if it never could."""
+        inner = self._model.model.inner
+        deadline = time.monotonic() + wait
+        while True:
+            inner.unload_model()
+            if not inner.model_is_loaded:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def load(self) -> None:
         """Puts back what unload() freed, from the model's files, on the same device."""
