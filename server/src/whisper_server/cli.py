@@ -32,17 +32,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
         return 1
-    threading.Thread(target=server.run, name="http", daemon=True).start()
-    log.info("listening on http://%s:%s; loading model %s", config.host, config.port, config.model)
 
-    try:
-        loaded = load_engine(config)
-    except ModelLoadError as exc:
-        log.error("cannot start: %s", exc)
-        server.close()
-        return 1
+    # Wyoming listens before HTTP answers and before the model loads: a taken port fails at once, and a
+    # client that waited for /health finds the port open. Until the model is ready, Wyoming requests get
+    # model_loading, and a describe waits for it.
     state = get_state(app)
-    state.set_loaded(loaded)
     wyoming = None
     if config.wyoming_port:
         from whisper_server.wyoming_service import WyomingService
@@ -63,6 +57,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             config.wyoming_port,
             ",".join(config.wyoming_allowed_clients) or "any (Wyoming has no authentication)",
         )
+    threading.Thread(target=server.run, name="http", daemon=True).start()
+    log.info("listening on http://%s:%s; loading model %s", config.host, config.port, config.model)
+    try:
+        loaded = load_engine(config)
+    except ModelLoadError as exc:
+        log.error("cannot start: %s", exc)
+        if wyoming is not None:
+            wyoming.close()
+        server.close()
+        return 1
+    state.set_loaded(loaded)
     log.info(
         "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d streams=%d "
         "cpu_threads=%d auth=%s allowed_hosts=%s idle_unload_s=%g wyoming_port=%s",

@@ -68,6 +68,8 @@ MAX_UTTERANCE_SECONDS = 300
 # The largest data or payload one event may announce: an audio-chunk is a few kB (Home Assistant sends
 # 2 kB). A bigger one closes the connection before any of it is read.
 MAX_EVENT_BYTES = 1024 * 1024
+# Seconds a describe that comes while the model loads waits for it (the languages come from the model).
+DESCRIBE_WAIT_S = 10
 # Seconds a transcription's thread waits for one event to be written before it takes the client for gone.
 SEND_TIMEOUT_S = 10
 
@@ -235,6 +237,12 @@ class Handler(AsyncEventHandler):
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
+            # The languages are known once the model is: a describe during the start waits for it a while
+            # (Home Assistant keeps the first info it gets).
+            for _ in range(int(DESCRIBE_WAIT_S / 0.1)):
+                if self._state.loaded is not None:
+                    break
+                await asyncio.sleep(0.1)
             await self.write_event(info(self._state).event())
             return True
         if self._task is not None and not self._task.done():

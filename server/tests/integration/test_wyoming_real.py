@@ -104,6 +104,37 @@ def test_home_assistant_and_openai_clients_share_one_server(wyoming_server):
     assert len(lines) >= 3 and all("status=200" in line for line in lines[:3])
 
 
+def test_the_wyoming_port_listens_before_health_says_ready(tmp_path):
+    """Wyoming listens before HTTP answers at all, so a client that waited for /health finds the port open
+    (a race the first CI run of this lost). A describe while the model loads waits for it, and names its
+    languages."""
+    import subprocess
+    import sys
+
+    port, http = support.free_port(), support.free_port()
+    args = ["--model", str(support.base()), "--port", str(http), "--wyoming-port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "whisper_server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        statuses = []
+        while time.monotonic() < deadline:
+            try:
+                statuses.append(requests.get(f"http://{HOST}:{http}/health", timeout=2).status_code)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.02)
+        # The first answer from /health comes while the model loads (503), and by then Wyoming listens.
+        assert statuses == [503]
+        info = wk.describe(HOST, port, timeout=30)
+        assert len(info.asr[0].models[0].languages) > 50  # base is multilingual: known once it loaded
+        assert requests.get(f"http://{HOST}:{http}/health", timeout=2).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def test_side_by_side_with_wyoming_faster_whisper(wyoming_server, tmp_path, record_property):
     """The same clips to both, one at a time: whisperlab's transcripts are as good as the peer's (mean WER
     within 0.05 of it). Latencies are recorded, not asserted (make bench-wyoming measures them)."""
