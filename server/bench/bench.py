@@ -16,6 +16,11 @@ All on this machine, with tiny.en int8 on the CPU, beam 5 and VAD on for every s
    transcript (medians of interleaved runs), WER, and each process's RSS
 9. idle unload, tiny.en and base: RSS loaded, unloaded and loaded again; the reload's time; the first
    request after an unload against a warm one
+10. long notes, WER and time: varied dictation in three espeak-ng voices and speeds, repetitive speech
+   (two sentences alternating; jfk.flac and a 5 s note alternating, and the multilingual clip's English
+   half, where ../shared/data has them), each through ours (batched), ours with --batch-size 1, direct
+   WhisperModel.transcribe (sequential, as the seed's server and wyoming-faster-whisper decode) and
+   direct BatchedInferencePipeline (its defaults)
 """
 
 from __future__ import annotations
@@ -447,6 +452,7 @@ def table(results: dict) -> str:
             f"| <= {row['sequential']:.3f} |"
         )
     rows += wyoming_rows(results)
+    rows += long_quality_rows(results)
     curve = ", ".join(f"{n}: {mib:.0f}" for n, mib in mem["rss_mib_by_request"].items())
     rows.append(f"\nRSS (MiB) after N requests: {curve}.")
     return "\n".join(rows)
@@ -530,7 +536,98 @@ def bench_residency(models: dict, runs: int) -> dict:
     return out
 
 
-STEPS = ("latency", "throughput", "batching", "long", "rtf", "memory", "wer", "wyoming", "residency")
+# Voices and speeds for varied dictation: the speaker changes from sentence to sentence.
+VOICES = (("en-us", 150), ("en-gb", 175), ("en-029", 130))
+MORE_SENTENCES = (
+    "The invoice for the garden furniture is due on the twelfth and still has not been paid.",
+    "Please call the dentist and move my appointment to Wednesday morning if they have a slot.",
+    "We need two hundred and forty chairs for the conference and another twenty for the speakers.",
+    "Read the second chapter again before the exam, especially the part about the water cycle.",
+    "The bakery on the corner closes at six, so buy the birthday cake before you pick up the kids.",
+)
+
+
+def long_recordings() -> dict[str, tuple[str, np.ndarray]]:
+    """name: (reference, 16 kHz audio) for step 10."""
+    pause = np.zeros(8000, dtype=np.float32)
+
+    def joined(parts: list[tuple[str, np.ndarray]]) -> tuple[str, np.ndarray]:
+        return " ".join(t for t, _ in parts), np.concatenate([x for _, a in parts for x in (a, pause)])
+
+    sentences = list(support.PARAGRAPH) + list(MORE_SENTENCES)
+    dictation = [(s, support.speak(s, speed, voice)) for s, (voice, speed) in zip(sentences, VOICES * 5)]
+    found = {"varied dictation, 3 voices": joined(dictation)}
+    pair = [(support.SENTENCES[k], support.speak(support.SENTENCES[k])) for k in ("report", "fox")]
+    found["repetitive, two sentences alternating"] = joined(pair * 5)
+    jfk = support.SHARED_DATA / "jfk.flac"
+    if jfk.is_file():
+        from faster_whisper import decode_audio
+
+        note = (support.SENTENCES["report"], support.speak(support.SENTENCES["report"]))
+        found["repetitive, jfk.flac and a 5 s note alternating"] = joined([(JFK, decode_audio(str(jfk))), note] * 4)
+        mit = support.SHARED_DATA / "multilingual.mp3"
+        found["multilingual.mp3, English half"] = (MIT, decode_audio(str(mit))[: 30 * 16000])
+    return found
+
+
+def bench_long_quality(model: Path, runs: int) -> dict:
+    """Step 10: each long recording through four decoders; time (median) and WER (of the last run)."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+
+    direct = WhisperModel(str(model), device="cpu", compute_type="int8")
+    pipeline = BatchedInferencePipeline(direct)
+
+    def sequential(audio: bytes) -> str:
+        segments, _ = direct.transcribe(decode_audio(io.BytesIO(audio)), beam_size=5, vad_filter=True)
+        return " ".join(s.text for s in segments)
+
+    def batched(audio: bytes) -> str:
+        return " ".join(s.text for s in pipeline.transcribe(decode_audio(io.BytesIO(audio)))[0])
+
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {
+            "ours": ours(Path(tmp) / "a", model),
+            "ours, batch size 1": ours(Path(tmp) / "b", model, "--batch-size", "1"),
+        }
+        try:
+            sides = {name: (lambda a, s=server: s.post(a).json()["text"]) for name, server in servers.items()}
+            sides["WhisperModel.transcribe"] = sequential
+            sides["BatchedInferencePipeline"] = batched
+            for recording, (reference, samples) in long_recordings().items():
+                audio = support.encode(samples, "ogg")
+                score = _prefix_wer if "English half" in recording else support.wer
+                row: dict = {"seconds": len(samples) / 16000}
+                for side, transcribe in sides.items():
+                    times, text = [], ""
+                    for _ in range(runs):
+                        began = time.perf_counter()
+                        text = transcribe(audio)
+                        times.append(time.perf_counter() - began)
+                    row[side] = {"wer": score(reference, text), "median_s": statistics.median(times)}
+                results[recording] = row
+                figures = [f"{k} WER {v['wer']:.3f} in {v['median_s']:.2f} s" for k, v in row.items() if k != "seconds"]
+                log(f"  {recording} ({row['seconds']:.0f} s): " + ", ".join(figures))
+        finally:
+            for server in servers.values():
+                server.stop()
+    return results
+
+
+def long_quality_rows(results: dict) -> list[str]:
+    rows = []
+    for recording, row in results.get("long_quality", {}).items():
+        sides = [(side, v) for side, v in row.items() if side != "seconds"]
+        best = min(v["wer"] for side, v in sides if side in ("WhisperModel.transcribe",))
+        cells = "; ".join(f"{side} {v['wer']:.3f} in {v['median_s']:.2f} s" for side, v in sides)
+        rows.append(
+            f"| 10. {recording} ({row['seconds']:.0f} s), WER and time: {cells} | **{row['ours']['wer']:.3f}** "
+            f"| <= {best:.3f} (sequential) |"
+        )
+    return rows
+
+
+STEPS = ("latency", "throughput", "batching", "long", "rtf", "memory", "wer", "wyoming", "residency", "long_quality")
 
 
 def main() -> int:
@@ -551,6 +648,7 @@ def main() -> int:
         "wer": lambda: bench_wer({"tiny.en": tiny, "base": base}),
         "wyoming": lambda: bench_wyoming(tiny, 2 if quick else 5),
         "residency": lambda: bench_residency({"tiny.en": tiny, "base": base}, 2 if quick else 5),
+        "long_quality": lambda: bench_long_quality(tiny, 1 if quick else 2),
     }
     results: dict = {
         "machine": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}

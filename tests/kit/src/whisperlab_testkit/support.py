@@ -88,13 +88,14 @@ def wer(reference: str, hypothesis: str) -> float:
 
 
 @cache
-def speak(text: str, speed: int = 150) -> np.ndarray:
-    """espeak-ng's voice for `text`, as 16 kHz mono float32."""
+def speak(text: str, speed: int = 150, voice: str = "en-us") -> np.ndarray:
+    """espeak-ng's voice for `text` (en-us unless named: en-gb, en-gb-x-rp, en-029, ...), as 16 kHz mono
+    float32."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng; `make test` does it)")
     with tempfile.TemporaryDirectory() as folder:
         wav = Path(folder) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(speed), "-w", str(wav), text], check=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)
         from faster_whisper import decode_audio
 
         return decode_audio(str(wav), sampling_rate=16000)
