@@ -47,6 +47,8 @@ def recorded(monkeypatch):
         (5, dict(timestamps=False, word_timestamps=True), "sequential", False),
         (30, dict(timestamps=False), "sequential", True),
         (31, dict(timestamps=False), "batched", True),
+        # --batch-size 1: past one window the timestamps place each window's cut, json or not.
+        (31, dict(timestamps=False, batch_size=1), "sequential", False),
         (300, dict(timestamps=True), "batched", False),
     ],
 )
@@ -56,7 +58,8 @@ def test_the_engine_batches_audio_past_one_window_and_skips_unwanted_timestamps(
     from whisper_server.engine import Options
     from whisper_server.engine.whisper import WhisperEngine
 
-    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=8)
+    batch_size = options.pop("batch_size", 8)
+    engine = WhisperEngine(recorded, beam_size=5, vad=True, batch_size=batch_size)
     list(engine.transcribe(np.zeros(seconds * 16000, dtype=np.float32), Options(**options))[0])
     ((taken, size, kwargs),) = recorded.asked
     assert (taken, size) == (path, seconds * 16000)
