@@ -23,7 +23,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.info import Describe, Info
 
-from whisperlab_testkit.support import free_port
+from whisperlab_testkit.support import free_port, stop_process
 
 RATE, WIDTH, CHANNELS = 16000, 2, 1
 # Samples per chunk: Home Assistant forwards the microphone's chunks, 1024 samples (64 ms) from its
@@ -147,8 +147,4 @@ class Peer:
         return transcribe("127.0.0.1", self.port, audio, **kwargs)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
