@@ -70,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     state.set_loaded(loaded)
     log.info(
         "ready: model=%s device=%s compute_type=%s workers=%d max_queue=%d vad=%s batch_size=%d streams=%d "
-        "cpu_threads=%d auth=%s allowed_hosts=%s idle_unload_s=%g wyoming_port=%s",
+        "sequential_s=%g cpu_threads=%d auth=%s allowed_hosts=%s idle_unload_s=%g wyoming_port=%s",
         config.model,
         loaded.device,
         loaded.compute_type,
@@ -79,6 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config.vad,
         loaded.batch_size,
         loaded.streams,
+        loaded.sequential_seconds,
         config.cpu_threads,
         "on" if config.api_key else "off",
         ",".join(config.allowed_hosts) or "any",

@@ -79,6 +79,7 @@ class Config:
     vad: bool = True
     beam_size: int = 5
     batch_size: int = 0
+    sequential_seconds: float = 0.0
     streams: int = 0
     cpu_threads: int = field(default_factory=lambda: min(8, usable_cores()))
     download_root: Optional[Path] = None
@@ -184,6 +185,8 @@ def validate(config: Config) -> None:
         problems.append("--beam-size must be at least 1")
     if config.batch_size < 0:
         problems.append("--batch-size must be 0 or more")
+    if config.sequential_seconds < 0:
+        problems.append("--sequential-seconds must be 0 or more")
     if config.streams < 0:
         problems.append("--streams must be 0 or more")
     if config.cpu_threads < 0:

@@ -46,6 +46,7 @@ def _details(state: State, status: str) -> dict:
         "workers": state.config.workers,
         "batch_size": loaded.batch_size if loaded else None,
         "streams": loaded.streams if loaded else None,
+        "sequential_s": loaded.sequential_seconds if loaded else None,
         "queue_depth": state.admission.waiting,
         "running": state.admission.running,
         "uptime_s": round(time.monotonic() - state.started, 1),

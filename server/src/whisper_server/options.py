@@ -89,6 +89,14 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "0 = auto (4 on CPU, 16 on CUDA); 1 = no batching",
     ),
     (
+        "sequential_seconds",
+        float,
+        0.0,
+        "audio up to this long is decoded window after window with the text so far as each window's prompt, "
+        "as one note is; longer audio is cut at pauses into chunks decoded side by side; 0 = auto (120 on CPU, "
+        "30 on CUDA); 30 or less = side by side past one window",
+    ),
+    (
         "streams",
         int,
         0,

@@ -38,6 +38,22 @@ class LoopsAtFirst:
         return self._inner.generate(encoded, prompts, **kwargs)
 
 
+class Recording:
+    """The real model, recording the temperature of each model call."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.temperatures: list[float] = []
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def generate(self, encoded, prompts, **kwargs):
+        sampled = kwargs.get("sampling_topk", 1) != 1
+        self.temperatures.append(kwargs.get("sampling_temperature", 0.0) if sampled else 0.0)
+        return self._inner.generate(encoded, prompts, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def engine():
     return load_engine(Config(model=str(support.tiny_en()), streams=1)).engine
@@ -46,24 +62,49 @@ def engine():
 LONG = list(support.PARAGRAPH)
 
 
-@pytest.mark.parametrize("sentences", [LONG[:2], LONG], ids=["note", "long"])
-def test_a_window_that_loops_at_temperature_0_is_decoded_again_hotter(engine, sentences):
-    """Both paths: a note (WhisperModel.transcribe's own fallback) and long audio in batched chunks
-    (the fallback whisperlab adds to faster-whisper's pipeline, which has none)."""
-    pause = np.zeros(16000, np.float32)
-    audio = np.concatenate([part for s in sentences for part in (support.speak(s), pause)])
-    assert (audio.size > 30 * 16000) is (sentences is LONG)
+def spoken(sentences, pause_s=1.0):
+    pause = np.zeros(int(16000 * pause_s), np.float32)
+    return np.concatenate([part for s in sentences for part in (support.speak(s), pause)])
+
+
+def decoded(engine, audio, batched, stand_in):
+    """The text and the model's stand-in, long audio batched in chunks or decoded window after window."""
     batcher = engine._model.model
-    loop_token = engine._model.hf_tokenizer.encode(" the", add_special_tokens=False).ids[0]
-    real, batcher.inner = batcher.inner, LoopsAtFirst(batcher.inner, loop_token)
+    real, batcher.inner = batcher.inner, stand_in(batcher.inner)
+    kept = engine._sequential_samples
+    engine._sequential_samples = 30 * 16000 if batched else 600 * 16000
     try:
         segments, _ = engine.transcribe(audio, Options(timestamps=False))
-        text = " ".join(s.text for s in segments)
-        temperatures = batcher.inner.temperatures
+        return " ".join(s.text for s in segments), batcher.inner
     finally:
         batcher.inner = real
-    assert 0.0 in temperatures and any(t > 0 for t in temperatures), temperatures
+        engine._sequential_samples = kept
+
+
+@pytest.mark.parametrize(
+    "sentences, batched", [(LONG[:2], False), (LONG, False), (LONG, True)], ids=["note", "long", "long-batched"]
+)
+def test_a_window_that_loops_at_temperature_0_is_decoded_again_hotter(engine, sentences, batched):
+    """Every path: a note and long audio window after window (WhisperModel.transcribe's own fallback,
+    behind LoopAwareWhisperModel's test), and long audio in batched chunks (the fallback whisperlab adds
+    to faster-whisper's pipeline, which has none)."""
+    audio = spoken(sentences)
+    assert (audio.size > 30 * 16000) is (sentences is LONG)
+    loop_token = engine._model.hf_tokenizer.encode(" the", add_special_tokens=False).ids[0]
+    text, model = decoded(engine, audio, batched, lambda inner: LoopsAtFirst(inner, loop_token))
+    assert 0.0 in model.temperatures and any(t > 0 for t in model.temperatures), model.temperatures
     assert support.wer(" ".join(sentences), text) <= 0.3, text
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["window-after-window", "batched"])
+def test_speech_that_repeats_itself_is_not_resampled(engine, batched):
+    """Two sentences alternating for 47 s compress like a loop (ratio ~3.3 per window): Whisper's own
+    test sent every window to sampling, 3x the time (bench step 10) and worse text. It loops nowhere,
+    so nothing is sampled."""
+    pair = [support.SENTENCES["report"], support.SENTENCES["fox"]] * 5
+    text, model = decoded(engine, spoken(pair, 0.5), batched, Recording)
+    assert model.temperatures and set(model.temperatures) == {0.0}, model.temperatures
+    assert support.wer(" ".join(pair), text) <= 0.35, text
 
 
 def test_long_json_with_batch_size_1_does_not_repeat_itself(tmp_path):
@@ -77,6 +118,10 @@ def test_long_json_with_batch_size_1_does_not_repeat_itself(tmp_path):
     try:
         response = running.post(audio=support.encode(audio, "ogg"), filename="note.ogg", timeout=300)
         assert response.status_code == 200, response.text
-        assert support.wer(" ".join(pair), response.json()["text"]) <= 0.2, response.json()["text"]
+        text = response.json()["text"]
+        # It repeated itself: more words than were said. The rest is tiny.en's hearing of espeak-ng ("fine and
+        # steam" for "finance team", the same in all five: 0.29 by itself).
+        assert len(text.split()) <= 1.05 * len(" ".join(pair).split()), text
+        assert support.wer(" ".join(pair), text) <= 0.3, text
     finally:
         running.stop()

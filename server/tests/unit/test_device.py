@@ -13,6 +13,7 @@ from whisper_server.engine.device import (
     Probe,
     choose_device,
     resolve_batch_size,
+    resolve_sequential_seconds,
     resolve_compute_type,
     resolve_streams,
 )
@@ -33,6 +34,12 @@ def test_streams_auto_on_a_cpu_come_from_the_cores(monkeypatch, cores, streams):
 def test_batch_size_auto_depends_on_the_device():
     assert (resolve_batch_size(Config(model="x"), "cpu"), resolve_batch_size(Config(model="x"), "cuda")) == (4, 16)
     assert resolve_batch_size(Config(model="x", batch_size=1), "cuda") == 1
+
+
+def test_a_cpu_decodes_notes_up_to_two_minutes_window_after_window_and_a_gpu_batches_past_one():
+    auto = Config(model="x")
+    assert (resolve_sequential_seconds(auto, "cpu"), resolve_sequential_seconds(auto, "cuda")) == (120.0, 30.0)
+    assert resolve_sequential_seconds(Config(model="x", sequential_seconds=45), "cuda") == 45
 
 
 def test_device_choice():

@@ -23,7 +23,7 @@ class FakeWhisperModel:
 
 @pytest.fixture
 def recorded(monkeypatch):
-    from whisper_server.engine import fallback
+    from whisper_server.engine import chunked
 
     model = FakeWhisperModel()
 
@@ -35,7 +35,7 @@ def recorded(monkeypatch):
             self.model.asked.append(("batched", audio.size, kwargs))
             return iter([]), type("Info", (), {"language": "en", "duration": audio.size / 16000})()
 
-    monkeypatch.setattr(fallback, "FallbackPipeline", Pipeline)
+    monkeypatch.setattr(chunked, "ChunkPipeline", Pipeline)
     return model
 
 

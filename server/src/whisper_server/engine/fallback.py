@@ -1,88 +1,92 @@
-"""Whisper's temperature fallback for batched inference, which faster-whisper leaves out.
+"""Whisper's temperature fallback, with its compression test kept for decodes that loop.
 
-Importing this imports faster-whisper (its pipeline is subclassed here), so whisper.py imports it only
-when long audio needs it.
+Whisper decodes a window again by sampling, hotter each time, when the text at temperature 0 looks
+like a failure: too repetitive (a compression ratio over 2.4) or too unlikely (an average
+log-probability under -1). Speech that repeats itself, a list read back or two sentences alternating,
+compresses as well as a loop does, and every such window went to sampling: 3x the time and worse
+text (bench step 10: "watch your country", a transcript of 0.35 WER against 0.00 greedy). Here the
+compression ratio fails a decode only where it also loops; the log-probability test is Whisper's.
+
+Importing this imports faster-whisper (WhisperModel is subclassed here).
 """
 
 from __future__ import annotations
 
-from faster_whisper import BatchedInferencePipeline
+from dataclasses import replace
+
+from faster_whisper import WhisperModel
 from faster_whisper.transcribe import get_compression_ratio
 
+# A decode loops when its text tokens end in one unit repeated this many times in a row, token for
+# token, or when it ran to the length limit. A loop repeats a phrase until the limit; speech that
+# repeats itself is rarely decoded identically five times within one 30 s window.
+LOOP_REPEATS = 5
 
-def _repetitive(output: dict, tokenizer, options) -> bool:
+
+def loops(tokens: list[int], limit_reached: bool) -> bool:
+    """`tokens`: the text tokens only (a loop's repeats differ in their timestamps)."""
+    if limit_reached:
+        return True
+    n = len(tokens)
+    for unit in range(1, n // LOOP_REPEATS + 1):
+        tail = tokens[n - unit :]
+        if all(tokens[n - unit * (k + 1) : n - unit * k] == tail for k in range(1, LOOP_REPEATS)):
+            return True
+    return False
+
+
+def text_tokens(tokens, tokenizer) -> list[int]:
+    return [t for t in tokens if t < tokenizer.eot]
+
+
+def fails(tokens, avg_logprob: float, no_speech_prob: float, limit_reached: bool, tokenizer, options) -> bool:
+    """Whisper's test of a decoded window, with the compression ratio heeded only where it loops."""
     limit = options.compression_ratio_threshold
-    return limit is not None and get_compression_ratio(tokenizer.decode(output["tokens"]).strip()) > limit
-
-
-def _needs_fallback(output: dict, tokenizer, options) -> bool:
-    """Whisper's test of a decoded window: too repetitive or too unlikely, unless it is silence."""
+    repetitive = (
+        limit is not None
+        and loops(text_tokens(tokens, tokenizer), limit_reached)
+        and get_compression_ratio(tokenizer.decode(tokens).strip()) > limit
+    )
     floor = options.log_prob_threshold
-    repetitive = _repetitive(output, tokenizer, options)
-    unlikely = floor is not None and output["avg_logprob"] < floor
-    silence = options.no_speech_threshold is not None and output["no_speech_prob"] > options.no_speech_threshold
+    unlikely = floor is not None and avg_logprob < floor
+    silence = options.no_speech_threshold is not None and no_speech_prob > options.no_speech_threshold
     return (repetitive or unlikely) and not (silence and unlikely)
 
 
-class FallbackPipeline(BatchedInferencePipeline):
-    """faster-whisper's BatchedInferencePipeline, plus Whisper's temperature fallback for each chunk,
-    which the library leaves out: a chunk whose text fails the test at temperature 0 is decoded again
-    by sampling at the next temperature (best of `best_of`), as WhisperModel.transcribe does; if none
-    passes, the most likely text that is not too repetitive is kept."""
+class LoopAwareWhisperModel(WhisperModel):
+    """WhisperModel, whose window-by-window decoding (transcribe) falls back by `fails`: the window is
+    decoded greedily (beam search) first; only if that fails is it given to faster-whisper's own
+    fallback, from the next temperature on. Of the two, the one that passes is kept, else the one that
+    does not loop, else the more likely."""
 
-    # The pipeline keeps only the first of the temperatures it is given: the rest are kept here.
-    fallback: tuple[float, ...] = ()
+    def _limit(self, prompt, options) -> int:
+        return self.max_length if options.max_new_tokens is None else len(prompt) + options.max_new_tokens
 
-    def transcribe(self, audio, *args, temperature=0.0, **kwargs):
-        temperatures = tuple(temperature) if isinstance(temperature, (list, tuple)) else (temperature,)
-        self.fallback = temperatures[1:]
-        return super().transcribe(audio, *args, temperature=temperature, **kwargs)
+    def generate_with_fallback(self, encoder_output, prompt, tokenizer, options):
+        first = super().generate_with_fallback(
+            encoder_output, prompt, tokenizer, replace(options, temperatures=options.temperatures[:1])
+        )
+        if len(options.temperatures) < 2 or not self._fails(first, prompt, tokenizer, options):
+            return first
+        later = super().generate_with_fallback(
+            encoder_output, prompt, tokenizer, replace(options, temperatures=options.temperatures[1:])
+        )
+        if not self._fails(later, prompt, tokenizer, options):
+            return later
+        first_loops, later_loops = (self._loops(d, prompt, tokenizer, options) for d in (first, later))
+        if first_loops != later_loops:
+            best = later if first_loops else first
+        else:
+            best = max(first, later, key=lambda d: d[1])
+        # The last temperature tried, as faster-whisper reports it, for its prompt reset.
+        return best[0], best[1], later[2], best[3]
 
-    def generate_segment_batched(self, features, tokenizer, options):
-        encoder_output, outputs = super().generate_segment_batched(features, tokenizer, options)
-        if options.multilingual or not self.fallback:
-            return encoder_output, outputs
-        tried = [[output] for output in outputs]
-        for temperature in self.fallback:
-            failing = [i for i, output in enumerate(outputs) if _needs_fallback(output, tokenizer, options)]
-            if not failing:
-                break
-            prompt = self.model.get_prompt(
-                tokenizer,
-                previous_tokens=tokenizer.encode(options.initial_prompt) if options.initial_prompt else [],
-                without_timestamps=options.without_timestamps,
-                hotwords=options.hotwords,
-            )
-            max_length = self.model.max_length
-            if options.max_new_tokens is not None:
-                max_length = min(max_length, len(prompt) + options.max_new_tokens)
-            results = self.model.model.generate(
-                self.model.encode(features[failing]),
-                [prompt] * len(failing),
-                beam_size=1,
-                num_hypotheses=options.best_of,
-                sampling_topk=0,
-                sampling_temperature=temperature,
-                length_penalty=options.length_penalty,
-                repetition_penalty=options.repetition_penalty,
-                no_repeat_ngram_size=options.no_repeat_ngram_size,
-                max_length=max_length,
-                suppress_blank=options.suppress_blank,
-                suppress_tokens=options.suppress_tokens,
-                return_scores=True,
-                return_no_speech_prob=True,
-            )
-            for i, result in zip(failing, results):
-                tokens = result.sequences_ids[0]
-                score = result.scores[0] * (len(tokens) ** options.length_penalty)
-                outputs[i] = dict(
-                    avg_logprob=score / (len(tokens) + 1),
-                    no_speech_prob=result.no_speech_prob,
-                    tokens=tokens,
-                )
-                tried[i].append(outputs[i])
-        for i, output in enumerate(outputs):
-            if len(tried[i]) > 1 and _needs_fallback(output, tokenizer, options):
-                readable = [o for o in tried[i] if not _repetitive(o, tokenizer, options)]
-                outputs[i] = max(readable or tried[i], key=lambda o: o["avg_logprob"])
-        return encoder_output, outputs
+    def _fails(self, decoded, prompt, tokenizer, options) -> bool:
+        result, avg_logprob, _, _ = decoded
+        tokens = result.sequences_ids[0]
+        limit_reached = len(prompt) + len(tokens) >= self._limit(prompt, options)
+        return fails(tokens, avg_logprob, result.no_speech_prob, limit_reached, tokenizer, options)
+
+    def _loops(self, decoded, prompt, tokenizer, options) -> bool:
+        tokens = decoded[0].sequences_ids[0]
+        return loops(text_tokens(tokens, tokenizer), len(prompt) + len(tokens) >= self._limit(prompt, options))

@@ -18,6 +18,7 @@ from whisper_server.engine.device import (
     is_cuda_library_error,
     resolve_batch_size,
     resolve_compute_type,
+    resolve_sequential_seconds,
     resolve_streams,
 )
 from whisper_server.engine.types import Engine
@@ -35,6 +36,7 @@ class LoadedEngine:
     warnings: list[str] = field(default_factory=list)
     batch_size: int = 1
     streams: int = 1
+    sequential_seconds: float = 30.0
 
 
 def load_engine(config: Config, probe: Probe = SYSTEM_PROBE) -> LoadedEngine:
@@ -54,7 +56,8 @@ def load_engine(config: Config, probe: Probe = SYSTEM_PROBE) -> LoadedEngine:
 
 def _load_on(config: Config, device: str, warnings: list[str], probe: Probe = SYSTEM_PROBE) -> LoadedEngine:
     import ctranslate2
-    from faster_whisper import WhisperModel
+
+    from whisper_server.engine.fallback import LoopAwareWhisperModel
 
     # The temperature fallback samples. Seeded, a restarted server given the same requests in the same
     # order answers the same: a transcript can be reproduced, and tests do not hang on luck.
@@ -63,6 +66,7 @@ def _load_on(config: Config, device: str, warnings: list[str], probe: Probe = SY
     compute_type = resolve_compute_type(config, device, probe)
     batch_size = resolve_batch_size(config, device)
     streams = resolve_streams(config, device)
+    sequential_seconds = resolve_sequential_seconds(config, device)
     source = config.model
     path = Path(source).expanduser()
     if path.exists():
@@ -72,7 +76,7 @@ def _load_on(config: Config, device: str, warnings: list[str], probe: Probe = SY
     elif source.startswith(("/", "./", "../", "~")):
         raise ModelLoadError(f"model folder {source} does not exist")
     try:
-        model = WhisperModel(
+        model = LoopAwareWhisperModel(
             source,
             device=device,
             compute_type=compute_type,
@@ -82,7 +86,12 @@ def _load_on(config: Config, device: str, warnings: list[str], probe: Probe = SY
             download_root=str(config.download_root) if config.download_root else None,
         )
         engine = WhisperEngine(
-            model, beam_size=config.beam_size, vad=config.vad, batch_size=batch_size, streams=streams
+            model,
+            beam_size=config.beam_size,
+            vad=config.vad,
+            batch_size=batch_size,
+            streams=streams,
+            sequential_seconds=sequential_seconds,
         )
         engine.warm_up()
     except ModelLoadError:
@@ -93,4 +102,4 @@ def _load_on(config: Config, device: str, warnings: list[str], probe: Probe = SY
             raise ModelLoadError(f"{text}: {CUDA_FIX}") from exc
         raise ModelLoadError(f"cannot load model {config.model!r} on {device} ({compute_type}): {text}") from exc
     gpu = gpu_name() if device == "cuda" else None
-    return LoadedEngine(engine, device, compute_type, gpu, list(warnings), batch_size, streams)
+    return LoadedEngine(engine, device, compute_type, gpu, list(warnings), batch_size, streams, sequential_seconds)

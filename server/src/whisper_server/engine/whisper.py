@@ -25,12 +25,15 @@ WINDOW_SAMPLES = 30 * SAMPLE_RATE
 class WhisperEngine:
     """faster-whisper behind the Engine interface, on a Batcher shared by all requests.
 
-    Audio of one window or less (a voice note) is decoded by WhisperModel.transcribe: timestamped
-    segments and Whisper's temperature fallback. Longer audio is cut at pauses by VAD into chunks of
-    up to one window, decoded as a batch by BatchedInferencePipeline. Either way the model calls of
+    Audio up to `sequential_seconds` (at least one window: a voice note) is decoded window after window
+    by WhisperModel.transcribe, each window prompted with the text before it, with Whisper's
+    temperature fallback (LoopAwareWhisperModel's test). Longer audio is cut at pauses by VAD into
+    chunks of up to one window, decoded side by side by ChunkPipeline. Either way the model calls of
     concurrent requests are batched together by the Batcher."""
 
-    def __init__(self, model, *, beam_size: int, vad: bool, batch_size: int, streams: int = 1):
+    def __init__(
+        self, model, *, beam_size: int, vad: bool, batch_size: int, streams: int = 1, sequential_seconds: float = 30.0
+    ):
         if not isinstance(model.model, Batcher):
             sot = model.hf_tokenizer.token_to_id("<|startoftranscript|>") if hasattr(model, "hf_tokenizer") else None
             model.model = Batcher(model.model, max_windows=batch_size, sot=sot, streams=streams)
@@ -38,6 +41,8 @@ class WhisperEngine:
         self._beam_size = beam_size
         self._vad = vad
         self._batch_size = batch_size
+        # Audio up to this long is decoded window after window, as one note is, even past one window.
+        self._sequential_samples = max(WINDOW_SAMPLES, int(sequential_seconds * SAMPLE_RATE))
         self.multilingual = bool(model.model.is_multilingual)
 
     @property
@@ -58,13 +63,13 @@ class WhisperEngine:
             vad_filter=self._vad,
             without_timestamps=not (options.timestamps or options.word_timestamps),
         )
-        if self._batch_size > 1 and audio.shape[0] > WINDOW_SAMPLES:
+        if self._batch_size > 1 and audio.shape[0] > self._sequential_samples:
             # One pipeline per request: it keeps state between calls (last_speech_timestamp), which
             # concurrent requests must not share. It is a thin wrapper; the model is shared.
             # Imported here: the pipeline's module imports faster-whisper, which importing the engine must not.
-            from whisper_server.engine.fallback import FallbackPipeline
+            from whisper_server.engine.chunked import ChunkPipeline
 
-            pipeline = FallbackPipeline(model=self._model)
+            pipeline = ChunkPipeline(model=self._model)
             if not self._vad:
                 # Without VAD the pipeline needs the windows given; it refuses audio over 30 s otherwise.
                 length = audio.shape[0] / SAMPLE_RATE
@@ -75,7 +80,8 @@ class WhisperEngine:
             if options.context:
                 kwargs["initial_prompt"] = " ".join(p for p in (options.prompt, options.context) if p)
             if audio.shape[0] > WINDOW_SAMPLES:
-                # Past one window, decoded window after window (--batch-size 1): the timestamps are what
+                # Past one window, decoded window after window (up to --sequential-seconds, or any length
+                # with --batch-size 1): the timestamps are what
                 # tells Whisper where a window's last whole segment ends, so the next window starts
                 # there. Without them every window is cut blindly at 30 s and the previous one's text
                 # primes the next: long json answers repeated themselves (WER 0.51 against 0.00 on
