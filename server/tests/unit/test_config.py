@@ -27,9 +27,13 @@ def test_defaults():
     assert config.max_upload_bytes == 25 * 1024 * 1024
 
 
-@pytest.mark.parametrize("cores, workers, threads", [(1, 4, 1), (2, 4, 2), (4, 8, 4), (8, 16, 8), (64, 16, 8)])
-def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, workers, threads):
+@pytest.mark.parametrize(
+    "cores, workers, cuda_workers, threads", [(1, 2, 4, 1), (2, 2, 4, 2), (4, 4, 8, 4), (8, 8, 16, 8), (64, 16, 16, 8)]
+)
+def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, workers, cuda_workers, threads):
     monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert Config(model="x", device="cuda").workers == cuda_workers
+    assert load_config(["--model", "small", "--device", "cuda"], environ=LOCAL).workers == cuda_workers
     config = load_config(["--model", "small"], environ=LOCAL)
     assert (config.workers, config.cpu_threads) == (workers, threads)
     assert (Config(model="x").workers, Config(model="x").cpu_threads) == (workers, threads)

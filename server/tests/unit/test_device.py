@@ -13,8 +13,8 @@ from whisper_server.engine.device import (
     Probe,
     choose_device,
     resolve_batch_size,
-    resolve_sequential_seconds,
     resolve_compute_type,
+    resolve_sequential_seconds,
     resolve_streams,
 )
 
