@@ -52,7 +52,9 @@ def test_sigterm_lets_the_running_request_finish_then_exits_0(tmp_path):
 
 
 def test_batched_without_vad_takes_clips_over_30_seconds(tmp_path):
-    batched = start_server(tmp_path, support.tiny_en(), "--batch-size", "4", "--no-vad", key=None)
+    batched = start_server(
+        tmp_path, support.tiny_en(), "--batch-size", "4", "--sequential-seconds", "30", "--no-vad", key=None
+    )
     speech = support.speak(support.SENTENCES["report"])
     clip = np.concatenate([speech, np.zeros(16000 * 36 - speech.size, dtype=np.float32)])
     try:
@@ -224,9 +226,19 @@ def test_concurrent_requests_share_model_calls_and_each_gets_its_own_result(tmp_
     assert batched, f"no model call decoded more than one window: {after}"
 
 
-def test_long_audio_is_decoded_in_batched_chunks_with_coherent_times(server):
-    """Past one window, VAD-cut chunks go through the model as a batch; segments, words and the
-    stream stay right."""
+@pytest.fixture(scope="module")
+def chunking_server(tmp_path_factory):
+    """A server that decodes audio past one window in chunks side by side, as a GPU does by default."""
+    running = start_server(tmp_path_factory.mktemp("chunks"), support.tiny_en(), "--sequential-seconds", "30")
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("side_by_side", [False, True], ids=["window-after-window", "chunks"])
+def test_long_audio_is_decoded_with_coherent_times(request, side_by_side):
+    """Past one window, either way (on a CPU up to 120 s window after window, past it in VAD-cut chunks
+    through the model as a batch): segments, words and the stream stay right."""
+    server = request.getfixturevalue("chunking_server" if side_by_side else "server")
     sentences = support.PARAGRAPH
     pause = np.zeros(16000 * 2, dtype=np.float32)
     clip = np.concatenate([part for s in sentences for part in (support.speak(s), pause)])
@@ -258,7 +270,7 @@ def test_long_audio_is_decoded_in_batched_chunks_with_coherent_times(server):
     assert starts == sorted(starts) and words[-1]["end"] <= duration + 0.5
     assert support.wer(" ".join(sentences), " ".join(w["word"] for w in words)) <= MAX_WER
     grew = {w for w, n in after.items() if w > 1 and n > before.get(w, 0)}
-    assert grew, f"the chunks were not decoded as a batch: {before} -> {after}"
+    assert bool(grew) is side_by_side, f"chunks side by side are one batch, windows in order are not: {after}"
     streamed = server.post(audio=audio, filename="long.ogg", data={"model": "whisper-1", "stream": "true"}, stream=True)
     events = [json.loads(x[6:]) for x in streamed.iter_lines(decode_unicode=True) if x.startswith("data: ")]
     assert events[-1]["type"] == "transcript.text.done" and len(events) >= 4
