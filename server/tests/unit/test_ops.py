@@ -19,7 +19,9 @@ def test_not_ready_answers_503():
     health = client.get("/health").get_json()
     assert health["status"] == "ready"
     assert (health["device"], health["compute_type"], health["warnings"]) == ("cpu", "int8", ["slow disk"])
-    assert {"model", "gpu", "uptime_s", "queue_depth", "workers", "batch_size", "streams", "sequential_s"} <= set(health)
+    assert {"model", "gpu", "uptime_s", "queue_depth", "workers", "batch_size", "streams", "sequential_s"} <= set(
+        health
+    )
 
 
 def test_metrics_count_requests_and_audio(client, wav_bytes):
