@@ -26,8 +26,14 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# Config.workers until __post_init__ works it out from the device and the cores.
-AUTO_WORKERS = -1
+def _cuda_present() -> bool:
+    """Whether CTranslate2 sees a GPU (for --device auto's worker count; the loader decides the device)."""
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:  # no CTranslate2, a broken driver: a CPU start
+        return False
 
 
 def default_workers(device: str = "auto") -> int:
@@ -83,7 +89,7 @@ class Config:
     port: int = 8000
     device: str = "auto"
     compute_type: str = "auto"
-    workers: int = AUTO_WORKERS
+    workers: Optional[int] = None  # None: worked out from the device and the cores in __post_init__
     max_queue: int = 8
     max_upload_mb: float = 25.0
     api_key_file: Optional[Path] = None
@@ -111,7 +117,7 @@ class Config:
     api_key: Optional[str] = field(default=None, repr=False)
 
     def __post_init__(self):
-        if self.workers == AUTO_WORKERS:
+        if self.workers is None:
             object.__setattr__(self, "workers", default_workers(self.device))
 
     @property
@@ -139,6 +145,8 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     values["model_aliases"] = tuple(dict.fromkeys(names))
     values["allowed_hosts"] = _allowed_hosts(values.pop("allowed_hosts"))
     values["wyoming_allowed_clients"] = _networks(values.pop("wyoming_allowed_clients"))
+    if "workers" not in values and values.get("device", "auto") == "auto":
+        values["workers"] = default_workers("cuda" if _cuda_present() else "cpu")
     config = Config(**values)
     validate(config)
     if config.api_key_file is not None:

@@ -54,8 +54,8 @@ _OPTIONS: tuple[tuple[str, type, object, str], ...] = (
         "workers",
         int,
         "auto",
-        "transcriptions run at once, their windows batched together; auto = one per usable core, 2 to 16 "
-        "(with --device cuda: twice the cores, 4 to 16)",
+        "transcriptions run at once, their windows batched together; auto = one per usable core, 2 to 16; on "
+        "CUDA (--device cuda, or auto where CTranslate2 sees a GPU) twice the cores, 4 to 16",
     ),
     ("max_queue", int, 8, "requests allowed to wait for a worker; past that, 429 with Retry-After"),
     ("max_upload_mb", float, 25.0, "largest accepted upload, in MiB (OpenAI's limit is 25 MB)"),

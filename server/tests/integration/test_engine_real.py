@@ -125,3 +125,22 @@ def test_long_json_with_batch_size_1_does_not_repeat_itself(tmp_path):
         assert support.wer(" ".join(pair), text) <= 0.3, text
     finally:
         running.stop()
+
+
+def test_the_length_limit_is_what_the_real_model_decodes(engine):
+    """fallback.length_limit against CTranslate2 itself: a decode capped by max_length stops where it says."""
+    import ctranslate2
+
+    from whisper_server.engine.fallback import length_limit
+
+    model = engine._model
+    batcher = model.model
+    audio = np.concatenate([support.speak(s) for s in LONG])[: 30 * 16000]
+    features = model.feature_extractor(audio)[..., :-1][None, :, :3000]
+    encoded = batcher.inner.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features)))
+    tokens = model.hf_tokenizer
+    short = [tokens.token_to_id(t) for t in ("<|startoftranscript|>", "<|notimestamps|>")]
+    long = [tokens.token_to_id("<|startofprev|>"), *range(220, 240), *short]
+    for prompt, max_length in ((short, 20), (short, 40), (long, 40), (long, 30)):
+        (result,) = batcher.inner.generate(encoded, [prompt], beam_size=1, max_length=max_length)
+        assert len(result.sequences_ids[0]) == length_limit(len(prompt), max_length), (len(prompt), max_length)

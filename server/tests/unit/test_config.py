@@ -34,6 +34,10 @@ def test_workers_and_threads_come_from_the_usable_cores(monkeypatch, cores, work
     monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert Config(model="x", device="cuda").workers == cuda_workers
     assert load_config(["--model", "small", "--device", "cuda"], environ=LOCAL).workers == cuda_workers
+    monkeypatch.setattr(config_module, "_cuda_present", lambda: True)  # --device auto on a GPU box
+    assert load_config(["--model", "small"], environ=LOCAL).workers == cuda_workers
+    assert load_config(["--model", "small", "--device", "cpu"], environ=LOCAL).workers == workers
+    monkeypatch.setattr(config_module, "_cuda_present", lambda: False)
     config = load_config(["--model", "small"], environ=LOCAL)
     assert (config.workers, config.cpu_threads) == (workers, threads)
     assert (Config(model="x").workers, Config(model="x").cpu_threads) == (workers, threads)
@@ -70,6 +74,7 @@ def test_environment_then_flags():
         ([], {}, "--model / WHISPER_MODEL is required"),
         (["--model", "x", "--device", "tpu"], {}, "--device must be one of"),
         (["--model", "x", "--workers", "0"], {}, "--workers must be at least 1"),
+        (["--model", "x", "--workers", "-1"], {}, "--workers must be at least 1"),
         (["--model", "x", "--port", "70000"], {}, "--port"),
         (["--model", "x"], {"WHISPER_PORT": "eighty"}, "WHISPER_PORT"),
         (["--model", "x", "--max-upload-mb", "0"], {}, "--max-upload-mb"),

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import make_dataclass
 
 import numpy as np
 import pytest
 
 from whisper_server.engine import chunked
-from whisper_server.engine.fallback import LOOP_REPEATS, fails, loops
+from whisper_server.engine.fallback import LOOP_REPEATS, LoopAwareWhisperModel, fails, length_limit, loops
 
 EOT = 50000
 
@@ -42,7 +42,8 @@ def options(**changes):
         no_repeat_ngram_size=0,
         word_timestamps=False,
     )
-    return SimpleNamespace(**{**base, **changes})
+    values = {**base, **changes}
+    return make_dataclass("Options", list(values))(**values)  # a dataclass, as faster-whisper's options are
 
 
 SENTENCE_A = list(range(100, 114))  # two sentences that alternate, as speech that repeats itself does
@@ -87,11 +88,13 @@ class Generator:
     def __init__(self, greedy):
         self.greedy = greedy
         self.calls: list[tuple[list[int], float]] = []
+        self.settings: list[dict] = []
 
     def generate(self, encoded, prompts, **kwargs):
         chunks = [int(row[0, 0]) for row in np.asarray(encoded)]
         temperature = kwargs.get("sampling_temperature", 0.0)
         self.calls.append((chunks, temperature))
+        self.settings.append(kwargs)
         if temperature == 0:
             return [
                 Result(*self.greedy[i]) if isinstance(self.greedy[i], tuple) else Result(self.greedy[i], -0.1)
@@ -167,3 +170,77 @@ def test_a_chunk_that_never_passes_keeps_its_best_text_that_does_not_loop():
 @pytest.mark.parametrize("chunks, share", [(1, 1), (4, 1), (8, 2), (40, 10)])
 def test_the_share_is_a_quarter_of_the_chunks_and_at_least_one(chunks, share):
     assert chunked.fallback_share(chunks) == share
+
+
+def test_the_length_limit_is_what_ctranslate2_decodes_after_a_prompt():
+    """Half of max_length, and no more than fits after the prompt (measured with tiny.en: a 2-token prompt
+    and max_length 20 gave 10 tokens, 23 and 40 gave 18; the model test checks it on the real model)."""
+    assert (length_limit(2, 20), length_limit(23, 40), length_limit(3, 448), length_limit(300, 448)) == (
+        10,
+        18,
+        224,
+        149,
+    )
+
+
+def test_a_decode_that_runs_to_the_limit_loops_without_repeating_itself():
+    """A loop that varies (no unit five times in a row) still fills the length: that is a loop too."""
+    tokenizer = Tokenizer()
+    wandering = list(range(300, 524))  # 224 tokens after a 3-token prompt: the limit
+    from faster_whisper.transcribe import get_compression_ratio
+
+    assert get_compression_ratio(tokenizer.decode(wandering)) > 2.4 and not loops(wandering, False)
+    made = pipeline({0: wandering}, fallbacks_left=0)
+    _, outputs = made.generate_segment_batched(features([0]), tokenizer, options())
+    assert made.model.model.calls == [([0], 0.0), ([0], 0.2)], "a loop falls back whatever the share left"
+    assert outputs[0]["tokens"] == SENTENCE_B
+
+
+@pytest.mark.parametrize("beam_size", [1, 3, 5])
+def test_a_clients_temperature_samples_best_of_as_whisper_does(beam_size):
+    """temperature=0.3 from a client: sampled, best of 5, whatever the beam size (CTranslate2 refuses 5
+    hypotheses from a beam of 3: that was a 500)."""
+    made = pipeline({0: SENTENCE_A}, fallbacks_left=1)
+    made.fallback = ()
+    made.generate_segment_batched(features([0]), Tokenizer(), options(temperatures=[0.3], beam_size=beam_size))
+    (settings,) = made.model.model.settings
+    assert (settings["beam_size"], settings["num_hypotheses"], settings["sampling_temperature"]) == (1, 5, 0.3)
+    assert settings["sampling_topk"] == 0
+
+
+class Decoded:
+    def __init__(self, tokens, no_speech_prob=0.1):
+        self.sequences_ids = [tokens]
+        self.no_speech_prob = no_speech_prob
+
+
+def test_window_after_window_stops_at_the_first_temperature_that_passes_its_test(monkeypatch):
+    """Greedy text too unlikely; sampled at 0.2, speech that repeats itself (it compresses over 2.4 but
+    does not loop): kept at 0.2. faster-whisper's own loop, given the rest of the schedule, would have
+    gone on sampling hotter, for a worse text."""
+    from faster_whisper import WhisperModel
+    from faster_whisper.transcribe import get_compression_ratio
+
+    schedule = {
+        0.0: (Decoded(SENTENCE_A), -1.5),
+        0.2: (Decoded((SENTENCE_A + SENTENCE_B) * 3), -0.3),
+        0.4: (Decoded(SENTENCE_B), -0.9),
+    }
+    asked: list[list[float]] = []
+
+    def whispers_own(self, encoder_output, prompt, tokenizer, options):
+        asked.append(list(options.temperatures))
+        for temperature in options.temperatures:  # its test: ratio over 2.4 or log-probability under -1
+            result, logprob = schedule.get(temperature, schedule[0.4])
+            ratio = get_compression_ratio(tokenizer.decode(result.sequences_ids[0]))
+            if ratio <= 2.4 and logprob >= -1:
+                break
+        return result, logprob, temperature, ratio
+
+    monkeypatch.setattr(WhisperModel, "generate_with_fallback", whispers_own)
+    model = LoopAwareWhisperModel.__new__(LoopAwareWhisperModel)
+    model.max_length = 448
+    opts = options(temperatures=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    result, logprob, temperature, _ = model.generate_with_fallback(None, [1, 2, 3], Tokenizer(), opts)
+    assert (temperature, logprob, asked) == (0.2, -0.3, [[0.0], [0.2]])
+    assert result.sequences_ids[0] == (SENTENCE_A + SENTENCE_B) * 3

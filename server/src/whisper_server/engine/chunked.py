@@ -12,7 +12,7 @@ import math
 from faster_whisper import BatchedInferencePipeline
 from faster_whisper.transcribe import Segment, Word
 
-from whisper_server.engine.fallback import fails, loops, text_tokens
+from whisper_server.engine.fallback import fails, length_limit, loops, text_tokens
 
 # At most this share of a request's chunks (and at least one) is decoded again at a higher temperature
 # for being unlikely (a chunk that loops always is): on audio the model reads badly throughout, every
@@ -84,9 +84,7 @@ class ChunkPipeline(BatchedInferencePipeline):
             where = prompts[0].index(tokenizer.language)
             for prompt, found in zip(prompts, self.model.model.detect_language(encoder_output)):
                 prompt[where] = tokenizer.tokenizer.token_to_id(found[0][0])
-        outputs = self._decode(
-            encoder_output, prompts, max_length, tokenizer, options, options.temperatures[0], options.beam_size
-        )
+        outputs = self._decode(encoder_output, prompts, max_length, tokenizer, options, options.temperatures[0])
         tried = [[o] for o in outputs]
         granted: set[int] = set()
         for n, temperature in enumerate(self.fallback):
@@ -105,7 +103,6 @@ class ChunkPipeline(BatchedInferencePipeline):
                 tokenizer,
                 options,
                 temperature,
-                1,
             )
             for i, output in zip(failing, resampled):
                 outputs[i] = output
@@ -117,13 +114,16 @@ class ChunkPipeline(BatchedInferencePipeline):
         self._temperatures = [o["temperature"] for o in outputs]
         return encoder_output, outputs
 
-    def _decode(self, encoder_output, prompts, max_length, tokenizer, options, temperature, beam_size) -> list[dict]:
-        sampling = dict(sampling_topk=0, sampling_temperature=temperature, num_hypotheses=options.best_of)
+    def _decode(self, encoder_output, prompts, max_length, tokenizer, options, temperature) -> list[dict]:
+        """One model call at one temperature: beam search at 0, else sampling (best of `best_of`), as
+        WhisperModel.generate_with_fallback decodes."""
+        if temperature > 0:
+            search = dict(beam_size=1, num_hypotheses=options.best_of, sampling_topk=0)
+        else:
+            search = dict(beam_size=options.beam_size, patience=options.patience)
         results = self.model.model.generate(
             encoder_output,
             prompts,
-            beam_size=beam_size,
-            patience=options.patience,
             length_penalty=options.length_penalty,
             max_length=max_length,
             suppress_blank=options.suppress_blank,
@@ -132,19 +132,21 @@ class ChunkPipeline(BatchedInferencePipeline):
             return_no_speech_prob=True,
             repetition_penalty=options.repetition_penalty,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
-            **(sampling if temperature > 0 else dict(sampling_temperature=temperature)),
+            sampling_temperature=temperature,
+            **search,
         )
         outputs = []
         for prompt, result in zip(prompts, results):
             tokens = result.sequences_ids[0]
             score = result.scores[0] * (len(tokens) ** options.length_penalty)
+            limit = len(tokens) >= length_limit(len(prompt), max_length)
             outputs.append(
                 dict(
                     avg_logprob=score / (len(tokens) + 1),
                     no_speech_prob=result.no_speech_prob,
                     tokens=tokens,
-                    limit=len(prompt) + len(tokens) >= max_length,
-                    loops=loops(text_tokens(tokens, tokenizer), len(prompt) + len(tokens) >= max_length),
+                    limit=limit,
+                    loops=loops(text_tokens(tokens, tokenizer), limit),
                     temperature=temperature,
                 )
             )

@@ -53,40 +53,43 @@ def fails(tokens, avg_logprob: float, no_speech_prob: float, limit_reached: bool
     return (repetitive or unlikely) and not (silence and unlikely)
 
 
-class LoopAwareWhisperModel(WhisperModel):
-    """WhisperModel, whose window-by-window decoding (transcribe) falls back by `fails`: the window is
-    decoded greedily (beam search) first; only if that fails is it given to faster-whisper's own
-    fallback, from the next temperature on. Of the two, the one that passes is kept, else the one that
-    does not loop, else the more likely."""
+def length_limit(prompt_length: int, max_length: int) -> int:
+    """The most tokens CTranslate2's Whisper decodes after a prompt: half of max_length (as OpenAI's
+    sample_len), and no more than fits after the prompt (its whisper.cc: min(max_length / 2,
+    max_length - (prompt length - 1))). A decode with this many tokens ran to the limit."""
+    return min(max_length // 2, max_length - prompt_length + 1)
 
-    def _limit(self, prompt, options) -> int:
-        return self.max_length if options.max_new_tokens is None else len(prompt) + options.max_new_tokens
+
+class LoopAwareWhisperModel(WhisperModel):
+    """WhisperModel, whose window-by-window decoding (transcribe) falls back by `fails`: each temperature
+    is tried in turn (faster-whisper's own method, given that one temperature) until a decode passes.
+    If none does, the one that does not loop is kept, else the more likely, as faster-whisper keeps
+    the most likely of those under the compression threshold."""
 
     def generate_with_fallback(self, encoder_output, prompt, tokenizer, options):
-        first = super().generate_with_fallback(
-            encoder_output, prompt, tokenizer, replace(options, temperatures=options.temperatures[:1])
-        )
-        if len(options.temperatures) < 2 or not self._fails(first, prompt, tokenizer, options):
-            return first
-        later = super().generate_with_fallback(
-            encoder_output, prompt, tokenizer, replace(options, temperatures=options.temperatures[1:])
-        )
-        if not self._fails(later, prompt, tokenizer, options):
-            return later
-        first_loops, later_loops = (self._loops(d, prompt, tokenizer, options) for d in (first, later))
-        if first_loops != later_loops:
-            best = later if first_loops else first
-        else:
-            best = max(first, later, key=lambda d: d[1])
+        tried = []
+        for temperature in options.temperatures:
+            decoded = super().generate_with_fallback(
+                encoder_output, prompt, tokenizer, replace(options, temperatures=[temperature])
+            )
+            if not self._fails(decoded, prompt, tokenizer, options):
+                return decoded
+            tried.append(decoded)
+        readable = [d for d in tried if not self._loops(d, prompt, tokenizer, options)]
+        best = max(readable or tried, key=lambda d: d[1])
         # The last temperature tried, as faster-whisper reports it, for its prompt reset.
-        return best[0], best[1], later[2], best[3]
+        return best[0], best[1], tried[-1][2], best[3]
+
+    def _limit_reached(self, tokens, prompt, options) -> bool:
+        max_length = self.max_length if options.max_new_tokens is None else len(prompt) + options.max_new_tokens
+        return len(tokens) >= length_limit(len(prompt), max_length)
 
     def _fails(self, decoded, prompt, tokenizer, options) -> bool:
         result, avg_logprob, _, _ = decoded
         tokens = result.sequences_ids[0]
-        limit_reached = len(prompt) + len(tokens) >= self._limit(prompt, options)
+        limit_reached = self._limit_reached(tokens, prompt, options)
         return fails(tokens, avg_logprob, result.no_speech_prob, limit_reached, tokenizer, options)
 
     def _loops(self, decoded, prompt, tokenizer, options) -> bool:
         tokens = decoded[0].sequences_ids[0]
-        return loops(text_tokens(tokens, tokenizer), len(prompt) + len(tokens) >= self._limit(prompt, options))
+        return loops(text_tokens(tokens, tokenizer), self._limit_reached(tokens, prompt, options))
