@@ -40,13 +40,13 @@ def default_workers(device: str = "auto") -> int:
     """Requests transcribed at once. Waiting requests hold only their compressed upload; a running one
     holds its decoded audio, features and buffers.
 
-    On CUDA, enough for their windows to fill batches while the model runs: twice the cores, 4 to 16.
-    Otherwise (cpu, or auto, where the device is not known yet) one per core, 2 to 16: on a CPU the
+    On CUDA (cuda, or auto where CTranslate2 sees a GPU), enough for their windows to fill batches while
+    the model runs: twice the cores, 4 to 16. On a CPU one per core, 2 to 16: there the
     streams, not batches, make the throughput, and each running request costs memory. Measured on the
     2-core machine, 4 clients x 11 s clips, three rounds: 2 workers peaked at 407 MiB and served 1.81
     requests/s; 4 workers 477 MiB and 1.86 (the seed's server: 436 MiB, 1.33)."""
     cores = usable_cores()
-    if device == "cuda":
+    if device == "cuda" or (device == "auto" and _cuda_present()):
         return min(16, max(4, 2 * cores))
     return min(16, max(2, cores))
 
@@ -145,8 +145,6 @@ def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[
     values["model_aliases"] = tuple(dict.fromkeys(names))
     values["allowed_hosts"] = _allowed_hosts(values.pop("allowed_hosts"))
     values["wyoming_allowed_clients"] = _networks(values.pop("wyoming_allowed_clients"))
-    if "workers" not in values and values.get("device", "auto") == "auto":
-        values["workers"] = default_workers("cuda" if _cuda_present() else "cpu")
     config = Config(**values)
     validate(config)
     if config.api_key_file is not None:

@@ -66,12 +66,12 @@ def test_repetitive_speech_passes_where_a_loop_of_the_same_ratio_fails():
     from faster_whisper.transcribe import get_compression_ratio as ratio
 
     assert ratio(tokenizer.decode(alternating)) > 2.4 and ratio(tokenizer.decode(looping)) > 2.4
-    assert not fails(alternating, -0.1, 0.1, False, tokenizer, opts)
-    assert fails(looping, -0.1, 0.1, False, tokenizer, opts)
+    assert not fails(alternating, -0.1, 0.1, loops(alternating, False), tokenizer, opts)
+    assert fails(looping, -0.1, 0.1, loops(looping, False), tokenizer, opts)
     # Whisper's other test is unchanged: unlikely text fails, unless the window is silence.
     assert fails(SENTENCE_A, -1.5, 0.1, False, tokenizer, opts)
     assert not fails(SENTENCE_A, -1.5, 0.9, False, tokenizer, opts)
-    assert not fails(looping, -0.1, 0.1, False, tokenizer, options(compression_ratio_threshold=None))
+    assert not fails(looping, -0.1, 0.1, loops(looping, False), tokenizer, options(compression_ratio_threshold=None))
 
 
 class Result:

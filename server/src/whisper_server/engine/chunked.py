@@ -139,14 +139,12 @@ class ChunkPipeline(BatchedInferencePipeline):
         for prompt, result in zip(prompts, results):
             tokens = result.sequences_ids[0]
             score = result.scores[0] * (len(tokens) ** options.length_penalty)
-            limit = len(tokens) >= length_limit(len(prompt), max_length)
             outputs.append(
                 dict(
                     avg_logprob=score / (len(tokens) + 1),
                     no_speech_prob=result.no_speech_prob,
                     tokens=tokens,
-                    limit=limit,
-                    loops=loops(text_tokens(tokens, tokenizer), limit),
+                    loops=loops(text_tokens(tokens, tokenizer), len(tokens) >= length_limit(len(prompt), max_length)),
                     temperature=temperature,
                 )
             )
@@ -155,7 +153,7 @@ class ChunkPipeline(BatchedInferencePipeline):
     @staticmethod
     def _fails(output: dict, tokenizer, options) -> bool:
         return fails(
-            output["tokens"], output["avg_logprob"], output["no_speech_prob"], output["limit"], tokenizer, options
+            output["tokens"], output["avg_logprob"], output["no_speech_prob"], output["loops"], tokenizer, options
         )
 
 

@@ -123,8 +123,8 @@ def resolve_batch_size(config: Config, device: str) -> int:
 
 def resolve_sequential_seconds(config: Config, device: str) -> float:
     """How long audio may be and still be decoded window after window. On a CPU, notes up to two
-    minutes: there it is 0.171 WER against 0.187 in side-by-side chunks on five ~70 s dictations, for
-    about 1.5x the time (bench step 10); at six minutes the two were equal. On a GPU batching is the
+    minutes: there it is 0.172 WER against 0.185 in side-by-side chunks on five ~70 s dictations, for
+    about 1.6x the time (bench step 10); at six minutes the two were equal. On a GPU batching is the
     point (3.7x in faster-whisper's own figures): long audio goes side by side past one window."""
     if config.sequential_seconds:
         return config.sequential_seconds

@@ -39,14 +39,11 @@ def text_tokens(tokens, tokenizer) -> list[int]:
     return [t for t in tokens if t < tokenizer.eot]
 
 
-def fails(tokens, avg_logprob: float, no_speech_prob: float, limit_reached: bool, tokenizer, options) -> bool:
-    """Whisper's test of a decoded window, with the compression ratio heeded only where it loops."""
+def fails(tokens, avg_logprob: float, no_speech_prob: float, looping: bool, tokenizer, options) -> bool:
+    """Whisper's test of a decoded window, with the compression ratio heeded only where it loops
+    (`looping`: loops() of the decode)."""
     limit = options.compression_ratio_threshold
-    repetitive = (
-        limit is not None
-        and loops(text_tokens(tokens, tokenizer), limit_reached)
-        and get_compression_ratio(tokenizer.decode(tokens).strip()) > limit
-    )
+    repetitive = limit is not None and looping and get_compression_ratio(tokenizer.decode(tokens).strip()) > limit
     floor = options.log_prob_threshold
     unlikely = floor is not None and avg_logprob < floor
     silence = options.no_speech_threshold is not None and no_speech_prob > options.no_speech_threshold
@@ -67,29 +64,21 @@ class LoopAwareWhisperModel(WhisperModel):
     the most likely of those under the compression threshold."""
 
     def generate_with_fallback(self, encoder_output, prompt, tokenizer, options):
-        tried = []
+        tried = []  # (decoded, whether it loops)
         for temperature in options.temperatures:
             decoded = super().generate_with_fallback(
                 encoder_output, prompt, tokenizer, replace(options, temperatures=[temperature])
             )
-            if not self._fails(decoded, prompt, tokenizer, options):
+            result, avg_logprob, _, _ = decoded
+            looping = self._loops(result.sequences_ids[0], prompt, tokenizer, options)
+            if not fails(result.sequences_ids[0], avg_logprob, result.no_speech_prob, looping, tokenizer, options):
                 return decoded
-            tried.append(decoded)
-        readable = [d for d in tried if not self._loops(d, prompt, tokenizer, options)]
-        best = max(readable or tried, key=lambda d: d[1])
+            tried.append((decoded, looping))
+        readable = [d for d, looping in tried if not looping]
+        best = max(readable or [d for d, _ in tried], key=lambda d: d[1])
         # The last temperature tried, as faster-whisper reports it, for its prompt reset.
-        return best[0], best[1], tried[-1][2], best[3]
+        return best[0], best[1], tried[-1][0][2], best[3]
 
-    def _limit_reached(self, tokens, prompt, options) -> bool:
+    def _loops(self, tokens, prompt, tokenizer, options) -> bool:
         max_length = self.max_length if options.max_new_tokens is None else len(prompt) + options.max_new_tokens
-        return len(tokens) >= length_limit(len(prompt), max_length)
-
-    def _fails(self, decoded, prompt, tokenizer, options) -> bool:
-        result, avg_logprob, _, _ = decoded
-        tokens = result.sequences_ids[0]
-        limit_reached = self._limit_reached(tokens, prompt, options)
-        return fails(tokens, avg_logprob, result.no_speech_prob, limit_reached, tokenizer, options)
-
-    def _loops(self, decoded, prompt, tokenizer, options) -> bool:
-        tokens = decoded[0].sequences_ids[0]
-        return loops(text_tokens(tokens, tokenizer), self._limit_reached(tokens, prompt, options))
+        return loops(text_tokens(tokens, tokenizer), len(tokens) >= length_limit(len(prompt), max_length))

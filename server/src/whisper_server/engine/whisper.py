@@ -81,11 +81,11 @@ class WhisperEngine:
                 kwargs["initial_prompt"] = " ".join(p for p in (options.prompt, options.context) if p)
             if audio.shape[0] > WINDOW_SAMPLES:
                 # Past one window, decoded window after window (up to --sequential-seconds, or any length
-                # with --batch-size 1): the timestamps are what
-                # tells Whisper where a window's last whole segment ends, so the next window starts
-                # there. Without them every window is cut blindly at 30 s and the previous one's text
-                # primes the next: long json answers repeated themselves (WER 0.51 against 0.00 on
-                # bench step 10's jfk recording). json still shows no times.
+                # with --batch-size 1): the timestamps are what tells Whisper where a window's last whole
+                # segment ends, so the next window starts there. Without them every window is cut blindly
+                # at 30 s and the previous one's text primes the next: long json answers repeated
+                # themselves (WER 0.51 against 0.00 on bench step 10's jfk recording). json still shows
+                # no times.
                 kwargs["without_timestamps"] = False
             segments, info = self._model.transcribe(audio, **kwargs)
         return _checked(_as_segments(segments), check), Info(language=info.language, duration=float(info.duration))
